@@ -1,0 +1,75 @@
+"""Turn raw band values into model input, exactly as the checkpoint says.
+
+Per-image statistics (``percentile``) come from a decimated read of the whole scene,
+computed once before tiling, so every tile of a scene is normalised identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .spec import Normalization
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-channel affine map: model input = clip((x - offset) * scale, lower, upper).
+
+    ``lower``/``upper`` are per channel; empty means no clipping.
+    """
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    lower: tuple[float, ...] = ()
+    upper: tuple[float, ...] = ()
+
+
+def stats_for(norm: Normalization, channels: int, sample: np.ndarray | None = None,
+              sample_valid: np.ndarray | None = None) -> NormStats:
+    """Resolve ``norm`` to per-channel affine stats. ``sample`` (C, h, w) is needed for per-image kinds."""
+    if norm.kind == "none":
+        return NormStats((0.0,) * channels, (1.0,) * channels)
+    if norm.kind == "meanstd":
+        mean = norm.mean * channels if len(norm.mean) == 1 else norm.mean
+        std = norm.std * channels if len(norm.std) == 1 else norm.std
+        return NormStats(tuple(mean), tuple(1.0 / s for s in std))
+    if norm.kind == "scale":
+        # x * factor + offset == (x - (-offset / factor)) * factor
+        return NormStats((-norm.offset / norm.factor,) * channels, (norm.factor,) * channels)
+    if norm.kind == "ct_window":
+        lo, hi = norm.window_low, norm.window_high
+        return NormStats((lo,) * channels, (1.0 / (hi - lo),) * channels, (0.0,) * channels, (1.0,) * channels)
+    if sample is None:
+        raise ValueError(f"{norm.kind} normalization needs a sample of the image")
+    offs, scales, lows, highs = [], [], [], []
+    for c in range(channels):
+        v = sample[c][sample_valid] if sample_valid is not None else sample[c].ravel()
+        v = v[np.isfinite(v)].astype(np.float64)
+        lo, hi = np.percentile(v, [norm.low, norm.high]) if v.size else (0.0, 1.0)
+        if norm.kind == "percentile":
+            off, sc = float(lo), (1.0 / float(hi - lo) if hi > lo else 1.0)
+        else:  # zscore of the values clipped to the percentiles
+            clipped = np.clip(v, lo, hi) if v.size else np.zeros(1)
+            sd = float(clipped.std())
+            off, sc = float(clipped.mean()), (1.0 / sd if sd > 0 else 1.0)
+        offs.append(off)
+        scales.append(sc)
+        lows.append((float(lo) - off) * sc)
+        highs.append((float(hi) - off) * sc)
+    return NormStats(tuple(offs), tuple(scales), tuple(lows), tuple(highs))
+
+
+def apply_torch(x: torch.Tensor, stats: NormStats) -> torch.Tensor:
+    """Normalise a (N, C, H, W) float tensor in place on its device and return it."""
+    c = x.shape[1]
+    off = torch.tensor(stats.offset[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    sc = torch.tensor(stats.scale[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    x.sub_(off).mul_(sc)
+    if stats.lower:
+        lo = torch.tensor(stats.lower[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+        hi = torch.tensor(stats.upper[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+        x.clamp_(lo, hi)
+    return x

@@ -1,0 +1,1 @@
+"""GeoTIFF (any GDAL raster) input and COG output, through rasterio."""

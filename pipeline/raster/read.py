@@ -1,0 +1,196 @@
+"""Windowed, parallel, block-aligned reads of a scene, with its validity mask.
+
+A *strip* is every column of a band of rows (one grid row of tiles). It is read by
+several threads at once, each reading a column chunk aligned to the file's internal
+blocks through its own dataset handle (GDAL handles are not thread-safe). Chunk ``j``
+is always read through handle ``j``, so blocks straddling two strips are decoded once
+and served from that handle's GDAL block cache the second time.
+
+Validity: nodata values, an internal/sidecar mask (``.msk``), an alpha band and
+non-finite floats all make a pixel invalid. Invalid pixels are never predicted on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
+
+from ..errors import InputError, SegpipeWarning
+
+log = logging.getLogger(__name__)
+
+MaskKind = str  # "none" | "nodata" | "dataset" (internal .msk or alpha band)
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """A scene's geometry and the facts the engine needs, read once from its header."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    bands: tuple[int, ...]
+    dtype: str
+    crs: CRS | None
+    transform: Affine
+    nodata: float | None
+    block_shape: tuple[int, int]
+    mask_kind: MaskKind
+    driver: str
+
+    @property
+    def crs_wkt(self) -> str | None:
+        return self.crs.to_wkt() if self.crs else None
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Rows ``[row0, row0 + h)`` of the whole width: data (B, h, W) and validity (h, W)."""
+
+    row0: int
+    data: np.ndarray
+    valid: np.ndarray
+
+
+def open_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterInfo:
+    """Read and check a raster's header. ``bands`` are 1-based; ``None`` means all bands."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found; expected a GeoTIFF or other GDAL raster")
+    try:
+        with rasterio.open(path) as ds:
+            return _info(ds, path, bands)
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: not a readable raster ({_first_line(exc)}); expected a GeoTIFF or other GDAL raster") from exc
+
+
+def _info(ds: rasterio.DatasetReader, path: Path, bands: tuple[int, ...] | None) -> RasterInfo:
+    bands = tuple(bands) if bands else tuple(range(1, ds.count + 1))
+    if max(bands) > ds.count:
+        raise InputError(
+            f"{path}: has {ds.count} band(s) but the model reads bands {list(bands)}; "
+            "use a checkpoint made for this sensor or re-order the bands"
+        )
+    dtypes = {ds.dtypes[b - 1] for b in bands}
+    dtype = str(np.result_type(*dtypes))
+    if np.dtype(dtype).kind == "c":
+        raise InputError(f"{path}: complex pixel type {dtype} not supported; expected real-valued bands")
+    flags = [ds.mask_flag_enums[b - 1] for b in bands]
+    if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
+        mask_kind = "dataset"
+    elif any(MaskFlags.nodata in f for f in flags):
+        mask_kind = "nodata"
+    else:
+        mask_kind = "none"
+    crs = ds.crs if ds.crs else None
+    if crs is None:
+        warnings.warn(f"{path}: has no CRS; the output keeps the pixel grid but is not georeferenced",
+                      SegpipeWarning, stacklevel=3)
+    return RasterInfo(
+        path=path, width=ds.width, height=ds.height, count=ds.count, bands=bands, dtype=dtype,
+        crs=crs, transform=ds.transform, nodata=ds.nodata, block_shape=tuple(ds.block_shapes[bands[0] - 1]),
+        mask_kind=mask_kind, driver=ds.driver,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def validity(data: np.ndarray, info: RasterInfo, dataset_mask: np.ndarray | None) -> np.ndarray:
+    """(h, W) bool: pixels valid in every selected band (nodata, mask, non-finite)."""
+    valid = np.ones(data.shape[1:], dtype=bool)
+    if info.mask_kind == "nodata" and info.nodata is not None:
+        if np.isnan(info.nodata):
+            valid &= ~np.isnan(data).any(axis=0)
+        else:
+            valid &= ~(data == np.asarray(info.nodata, dtype=data.dtype)).any(axis=0)
+    if dataset_mask is not None:
+        valid &= dataset_mask > 0
+    if data.dtype.kind == "f":
+        valid &= np.isfinite(data).all(axis=0)
+    return valid
+
+
+class StripReader:
+    """Reads strips of a scene with ``workers`` threads, one dataset handle per column chunk."""
+
+    def __init__(self, info: RasterInfo, workers: int = 4) -> None:
+        self.info = info
+        bx = max(info.block_shape[1], 16)
+        n = max(1, min(workers, math.ceil(info.width / bx)))
+        step = math.ceil(math.ceil(info.width / n) / bx) * bx
+        self.chunks = [(x, min(step, info.width - x)) for x in range(0, info.width, step)]
+        self._handles = [rasterio.open(info.path) for _ in self.chunks]
+        self._locks = [threading.Lock() for _ in self.chunks]
+        self._pool = ThreadPoolExecutor(max_workers=len(self.chunks), thread_name_prefix="segpipe-read")
+        self.nonfinite = 0
+
+    def read(self, row0: int, height: int) -> Strip:
+        """Read rows ``[row0, row0 + height)``; raises InputError naming the file on a bad block."""
+        futures = [self._pool.submit(self._read_chunk, j, row0, height) for j in range(len(self.chunks))]
+        parts = [f.result() for f in futures]
+        data = np.concatenate([p[0] for p in parts], axis=2) if len(parts) > 1 else parts[0][0]
+        valid = np.concatenate([p[1] for p in parts], axis=1) if len(parts) > 1 else parts[0][1]
+        return Strip(row0, data, valid)
+
+    def _read_chunk(self, j: int, row0: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        x, w = self.chunks[j]
+        win = Window(x, row0, w, height)
+        with self._locks[j]:
+            ds = self._handles[j]
+            try:
+                data = ds.read(self.info.bands, window=win)
+                dmask = ds.read_masks(self.info.bands[0], window=win) if self.info.mask_kind == "dataset" else None
+            except RasterioError as exc:
+                raise InputError(
+                    f"{self.info.path}: cannot read rows {row0}-{row0 + height} (corrupt or truncated file?): "
+                    f"{_first_line(exc)}"
+                ) from exc
+        valid = validity(data, self.info, dmask)
+        if data.dtype.kind == "f":
+            bad = ~np.isfinite(data)
+            if bad.any():
+                self.nonfinite += int(bad.any(axis=0).sum())
+                data = np.where(bad, 0, data)
+        return data, valid
+
+    def sample(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """A decimated read of the whole scene (overviews when present), for per-scene statistics."""
+        info = self.info
+        f = max(1.0, max(info.height, info.width) / max_side)
+        shape = (len(info.bands), max(1, int(info.height / f)), max(1, int(info.width / f)))
+        ds = self._handles[0]
+        with self._locks[0]:
+            try:
+                data = ds.read(info.bands, out_shape=shape, resampling=Resampling.nearest)
+                dmask = (ds.read_masks(info.bands[0], out_shape=shape[1:], resampling=Resampling.nearest)
+                         if info.mask_kind == "dataset" else None)
+            except RasterioError as exc:
+                raise InputError(f"{info.path}: cannot read an overview sample: {_first_line(exc)}") from exc
+        return data, validity(data, info, dmask)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for h in self._handles:
+            h.close()
+
+    def __enter__(self) -> StripReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

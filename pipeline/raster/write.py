@@ -1,0 +1,158 @@
+"""Streaming GeoTIFF sinks that end as validated Cloud-Optimized GeoTIFFs.
+
+Rows arrive in order (:class:`pipeline.stitch.RowBand`). They are buffered to whole
+block rows and written to a tiled, compressed temporary GeoTIFF in the output folder;
+``finish()`` has GDAL's COG driver copy it with overviews (class maps: mode; scores:
+average), validates the copy with rio-cogeo and renames it into place. A crash leaves
+only ``.partial`` files, never an output that looks finished.
+
+GDAL datasets are not thread-safe for writing: one thread owns all writes of a sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.shutil import copy as gdal_copy
+
+from ..errors import OutputError
+
+log = logging.getLogger(__name__)
+
+BLOCK = 512
+Compress = Literal["deflate", "zstd"]
+COMPRESSIONS: tuple[str, ...] = ("deflate", "zstd")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The output pixel grid: the input's own size, CRS and transform (rotation kept)."""
+
+    width: int
+    height: int
+    crs: CRS | None
+    transform: Affine
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output raster: what it holds and how it is encoded."""
+
+    path: Path
+    count: int
+    dtype: str
+    nodata: float
+    overview_resampling: Literal["mode", "nearest", "average"] = "mode"
+    colormap: dict[int, tuple[int, int, int, int]] | None = None
+    descriptions: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    scale: float | None = None  # physical value = stored value * scale (e.g. 1/254 for probabilities)
+
+
+def partial_name(path: Path) -> Path:
+    """A hidden temporary name beside ``path``: never mistaken for a finished output."""
+    return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial.tif"
+
+
+class GeoTiffSink:
+    """Receives row bands of one output and produces its COG."""
+
+    def __init__(self, spec: OutputSpec, grid: Grid, compress: Compress = "deflate") -> None:
+        self.spec = spec
+        self.grid = grid
+        self.compress = compress
+        self.tmp = partial_name(spec.path)
+        self.cog_tmp = partial_name(spec.path)
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._next_row = 0
+        predictor = 3 if np.dtype(spec.dtype).kind == "f" else 2
+        try:
+            self._ds = rasterio.open(
+                self.tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=spec.count,
+                dtype=spec.dtype, crs=grid.crs, transform=grid.transform, nodata=spec.nodata,
+                tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress=compress, predictor=predictor,
+                bigtiff="IF_SAFER",
+            )
+        except RasterioError as exc:
+            raise OutputError(f"{spec.path.parent}: cannot create output file ({exc})") from exc
+        if spec.colormap:
+            self._ds.write_colormap(1, spec.colormap)
+        for i, d in enumerate(spec.descriptions[: spec.count], start=1):
+            self._ds.set_band_description(i, d)
+        if spec.scale is not None:
+            self._ds.scales = (spec.scale,) * spec.count
+        if spec.tags:
+            self._ds.update_tags(**spec.tags)
+
+    def write(self, row0: int, rows: np.ndarray) -> None:
+        """Append rows ``[row0, row0 + h)``; ``rows`` is (h, W) or (count, h, W)."""
+        if rows.ndim == 2:
+            rows = rows[None]
+        if row0 != self._next_row + self._pending_rows:
+            raise ValueError(f"rows must arrive in order: got {row0}, expected {self._next_row + self._pending_rows}")
+        self._pending.append(rows)
+        self._pending_rows += rows.shape[1]
+        end = self._next_row + self._pending_rows
+        aligned = end if end == self.grid.height else (end // BLOCK) * BLOCK
+        if aligned > self._next_row:
+            self._flush(aligned)
+
+    def _flush(self, until: int) -> None:
+        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+        n = until - self._next_row
+        self._ds.write(data[:, :n], window=((self._next_row, until), (0, self.grid.width)))
+        rest = data[:, n:]
+        self._pending = [rest] if rest.shape[1] else []
+        self._pending_rows = rest.shape[1]
+        self._next_row = until
+
+    def finish(self) -> Path:
+        """Close, convert to a validated COG, rename into place; returns the final path."""
+        if self._next_row != self.grid.height or self._pending_rows:
+            raise ValueError(f"{self.spec.path}: only {self._next_row} of {self.grid.height} rows written")
+        self._ds.close()
+        opts = dict(
+            driver="COG", compress=self.compress.upper(), predictor="YES", blocksize=BLOCK,
+            overview_resampling=self.spec.overview_resampling.upper(), bigtiff="IF_SAFER", num_threads="ALL_CPUS",
+        )
+        try:
+            gdal_copy(str(self.tmp), str(self.cog_tmp), **opts)
+        except RasterioError as exc:
+            self.abort()
+            raise OutputError(f"{self.spec.path}: COG conversion failed: {exc}") from exc
+        problems = cog_problems(self.cog_tmp)
+        if problems:
+            self.abort()
+            raise OutputError(f"{self.spec.path}: written file is not a valid COG: {'; '.join(problems)}")
+        os.replace(self.cog_tmp, self.spec.path)
+        self.tmp.unlink(missing_ok=True)
+        return self.spec.path
+
+    def abort(self) -> None:
+        """Remove every temporary file of this sink (safe to call more than once)."""
+        try:
+            if not self._ds.closed:
+                self._ds.close()
+        except RasterioError:
+            pass
+        for p in (self.tmp, self.cog_tmp):
+            p.unlink(missing_ok=True)
+
+
+def cog_problems(path: Path) -> list[str]:
+    """Errors rio-cogeo's validator finds in ``path`` (empty list: a valid COG)."""
+    from rio_cogeo.cogeo import cog_validate
+
+    valid, errors, _warnings = cog_validate(str(path), quiet=True)
+    return [] if valid else list(errors) or ["not a valid COG"]

@@ -1,0 +1,78 @@
+"""Per-scene completion records (``record.json``) and the facts they hold.
+
+The record is written last, atomically: a scene folder without one is unfinished.
+Batch re-runs compare its input hash, model hash and settings to decide what to redo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+RECORD_NAME = "record.json"
+RECORD_VERSION = 1
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Streaming sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can change an output."""
+    import numpy
+    import rasterio
+    import torch
+
+    out = {
+        "segpipe": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": numpy.__version__, "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__,
+    }
+    for mod in ("segmentation_models_pytorch", "nibabel"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
+    """Write JSON under a temporary name in the same folder, then rename into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(scene_dir: Path) -> dict[str, Any] | None:
+    """The scene's completion record, or None when missing or unreadable (= unfinished)."""
+    try:
+        with open(scene_dir / RECORD_NAME) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc if doc.get("status") == "complete" else None

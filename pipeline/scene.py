@@ -1,0 +1,465 @@
+"""Segment one raster scene: read -> tile -> infer -> stitch -> write, streaming.
+
+Three threads share the work so the model never waits on disk:
+
+    reader thread   strips of rows, read in parallel (StripReader), queued ahead
+    main thread     tiles -> device -> normalise -> model -> streaming stitcher
+    writer thread   finished row bands -> GeoTIFF sinks (+ QA observers)
+
+Queues are bounded, so memory stays ``O(tile x width)`` whatever the scene height.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .blend import BLEND_WINDOWS
+from .errors import InputError, OutputError, SegpipeWarning
+from .infer import Predictor, resolve_device
+from .normalize import NormStats, apply_torch, stats_for
+from .raster.read import RasterInfo, StripReader, open_raster
+from .raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec
+from .record import RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, versions, write_json_atomic
+from .settings import RunSettings
+from .spec import ModelSpec
+from .stitch import PROB_NODATA, PROB_SCALE, RowBand, StreamingStitcher
+from .tiling import TileGrid
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+class ModelHandle(Protocol):
+    """What the engine needs of a loaded checkpoint (``models.checkpoint.LoadedModel`` is one)."""
+
+    module: torch.nn.Module
+    spec: ModelSpec
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every batch: the CLI draws a bar, a flow logs it."""
+
+    tiles_done: int
+    tiles_total: int
+    rows_done: int
+    rows_total: int
+    width: int
+    elapsed_s: float
+
+    @property
+    def mpix_per_s(self) -> float:
+        return self.rows_done * self.width / max(self.elapsed_s, 1e-9) / 1e6
+
+
+ProgressFn = Callable[[Progress], None]
+RowObserver = Callable[[RowBand], None]
+
+
+@dataclass
+class SceneResult:
+    """What a finished scene produced."""
+
+    input: Path
+    scene_dir: Path
+    outputs: dict[str, Path]
+    record: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def record_path(self) -> Path:
+        return self.scene_dir / RECORD_NAME
+
+
+def scene_dir_for(input_path: Path, out_root: Path) -> Path:
+    """Each input gets its own folder under the output root, named after the file."""
+    name = input_path.name
+    for ext in (".nii.gz", ".tif", ".tiff", ".nii", ".vrt", ".img", ".jp2"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return out_root / name
+
+
+def prepare_scene_dir(scene_dir: Path) -> None:
+    """Create the folder, check it is writable, and drop any old record (the scene is now unfinished)."""
+    try:
+        scene_dir.mkdir(parents=True, exist_ok=True)
+        probe = scene_dir / ".segpipe-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        (scene_dir / RECORD_NAME).unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{scene_dir}: output folder is not writable ({exc.strerror or exc})") from exc
+
+
+def segment_scene(
+    input_path: str | Path,
+    model: ModelHandle,
+    out_root: str | Path,
+    settings: RunSettings = RunSettings(),
+    *,
+    progress: ProgressFn | None = None,
+    observers: Sequence[RowObserver] = (),
+) -> SceneResult:
+    """Segment one raster and write its outputs and ``record.json`` under ``out_root/<name>/``."""
+    input_path, out_root = Path(input_path), Path(out_root)
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SegpipeWarning)
+        info = open_raster(input_path, model.spec.bands)
+        _check_bands(info, model.spec)
+        scene_dir = scene_dir_for(input_path, out_root)
+        prepare_scene_dir(scene_dir)
+        s = settings.resolved(model.spec)
+        hasher = _Background(file_sha256, input_path)
+        run = _SceneRun(info, model, s, scene_dir, progress, observers)
+        outputs, timings, facts = run.execute()
+        input_sha = hasher.result()
+    msgs = [str(w.message) for w in caught if issubclass(w.category, SegpipeWarning)]
+    for m in msgs:
+        log.warning("%s", m)
+    timings["total_s"] = time.perf_counter() - t0
+    record = _record(input_path, input_sha, info, model, s, scene_dir, outputs, timings, facts, msgs, started)
+    write_json_atomic(scene_dir / RECORD_NAME, record)
+    return SceneResult(input_path, scene_dir, outputs, record, msgs)
+
+
+def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:
+    if info.count != len(spec.bands) and spec.bands == tuple(range(1, len(spec.bands) + 1)):
+        warnings.warn(
+            f"{info.path}: has {info.count} bands; the model uses bands {list(spec.bands)} only",
+            SegpipeWarning, stacklevel=3,
+        )
+
+
+class _Background:
+    """Run ``fn(*args)`` in a daemon thread (hashing the input while the model works)."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._out: list[Any] = []
+        self._thread = threading.Thread(target=lambda: self._out.append(_capture(fn, *args)), daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        value, exc = self._out[0]
+        if exc is not None:
+            raise exc
+        return value
+
+
+def _capture(fn: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
+    try:
+        return fn(*args), None
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        return None, exc
+
+
+class _SceneRun:
+    """State of one scene run; :meth:`execute` is the whole streaming loop."""
+
+    def __init__(self, info: RasterInfo, model: ModelHandle, s: RunSettings, scene_dir: Path,
+                 progress: ProgressFn | None, observers: Sequence[RowObserver]) -> None:
+        self.info, self.model, self.s, self.scene_dir = info, model, s, scene_dir
+        self.spec = model.spec
+        self.progress = progress
+        self.observers = observers
+        self.grid = TileGrid.build(info.height, info.width, s.tile, s.overlap)
+        self.device = resolve_device(s.device)
+        self.predictor = Predictor(model.module, self.spec, self.device, s.precision, s.tta)
+        self.timings = dict(read_wait_s=0.0, infer_s=0.0, stitch_s=0.0, write_s=0.0, finalise_s=0.0)
+        self.tiles_skipped = 0
+
+    # -- outputs -------------------------------------------------------------------------
+    def _sinks(self) -> dict[str, GeoTiffSink]:
+        spec, s, info = self.spec, self.s, self.info
+        grid = Grid(info.width, info.height, info.crs, info.transform)
+        k = spec.num_classes
+        dtype, nodata = ("uint8", 255) if k <= 255 else ("uint16", 65535)
+        stem = self.scene_dir.name
+        tags = self._tags()
+        colormap = {i: (*c, 255) for i, c in enumerate(spec.colors())} if dtype == "uint8" else None
+        outs = {"mask": OutputSpec(
+            self.scene_dir / f"{stem}_mask.tif", 1, dtype, nodata, "mode", colormap, ("class",),
+            {**tags, "CLASS_NAMES": ",".join(spec.class_names)})}
+        if s.confidence:
+            outs["confidence"] = OutputSpec(
+                self.scene_dir / f"{stem}_confidence.tif", 1, "uint8", PROB_NODATA, "average", None,
+                ("max class probability x 254",), tags, 1.0 / PROB_SCALE)
+        if s.probabilities:
+            outs["probabilities"] = OutputSpec(
+                self.scene_dir / f"{stem}_probabilities.tif", k, "uint8", PROB_NODATA, "average", None,
+                tuple(f"p({n}) x 254" for n in spec.class_names), tags, 1.0 / PROB_SCALE)
+        self.label_dtype = torch.uint8 if dtype == "uint8" else torch.int32
+        self.nodata = nodata
+        return {name: GeoTiffSink(o, grid, s.compress) for name, o in outs.items()}
+
+    def _tags(self) -> dict[str, str]:
+        from . import __version__
+
+        return {
+            "SEGPIPE_VERSION": __version__, "SEGPIPE_INPUT": str(self.info.path.resolve()),
+            "SEGPIPE_MODEL": str(self.model.path), "SEGPIPE_MODEL_SHA256": self.model.sha256,
+            "SEGPIPE_TILE": str(self.s.tile), "SEGPIPE_OVERLAP": str(self.s.overlap),
+            "SEGPIPE_BLEND": self.s.blend, "SEGPIPE_TTA": str(self.s.tta),
+        }
+
+    # -- the loop --------------------------------------------------------------------------
+    def execute(self) -> tuple[dict[str, Path], dict[str, float], dict[str, Any]]:
+        sinks = self._sinks()
+        stitcher = StreamingStitcher(
+            self.grid, self.spec.num_classes, BLEND_WINDOWS[self.s.blend](self.grid.read_h, self.grid.read_w),
+            self.device, nodata=self.nodata, label_dtype=self.label_dtype,
+            confidence="confidence" in sinks, probabilities="probabilities" in sinks,
+        )
+        reader = StripReader(self.info, self.s.workers)
+        writer = _Writer(sinks, self.observers)
+        try:
+            norm = self._norm_stats(reader)
+            self._loop(reader, stitcher, writer, norm)
+            writer.close()
+            self.timings["write_s"] = writer.busy_s
+            t = time.perf_counter()
+            outputs = {name: sink.finish() for name, sink in sinks.items()}
+            self.timings["finalise_s"] = time.perf_counter() - t
+        except BaseException:
+            writer.close(abort=True)
+            for sink in sinks.values():
+                sink.abort()
+            raise
+        finally:
+            reader.close()
+        if reader.nonfinite:
+            warnings.warn(f"{self.info.path}: {reader.nonfinite} pixel(s) with NaN/Inf values treated as nodata",
+                          SegpipeWarning, stacklevel=2)
+        if writer.valid_pixels == 0:
+            warnings.warn(f"{self.info.path}: no valid pixel; the mask is all nodata", SegpipeWarning, stacklevel=2)
+        facts = dict(tiles_total=self.grid.n_tiles, tiles_skipped=self.tiles_skipped,
+                     valid_pixels=writer.valid_pixels, entropy_sum=writer.entropy_sum,
+                     oom_splits=self.predictor.oom_splits, device=str(self.device),
+                     precision=self.predictor.precision, peak_rss_mb=peak_rss_mb())
+        if self.device.type == "cuda":
+            facts["peak_gpu_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return outputs, self.timings, facts
+
+    def _norm_stats(self, reader: StripReader) -> NormStats:
+        norm = self.spec.normalization
+        if not norm.per_image:
+            return stats_for(norm, len(self.spec.bands))
+        sample, valid = reader.sample()
+        return stats_for(norm, len(self.spec.bands), sample.astype(np.float32), valid)
+
+    def _loop(self, reader: StripReader, stitcher: StreamingStitcher, writer: _Writer, norm: NormStats) -> None:
+        t0 = time.perf_counter()
+        done = 0
+        for row, strip in enumerate(self._strips(reader)):
+            for batch in self._batches(row, strip):
+                t = time.perf_counter()
+                probs = self.predictor(self._to_model_input(batch, norm))
+                t2 = time.perf_counter()
+                for i, tile in enumerate(batch.tiles):
+                    stitcher.add(tile, probs[i], batch.valid_dev[i])
+                self.timings["infer_s"] += t2 - t
+                self.timings["stitch_s"] += time.perf_counter() - t2
+                done += len(batch.tiles)
+                self._report(done, row, t0)
+            t = time.perf_counter()
+            band = stitcher.finish_row()
+            self.timings["stitch_s"] += time.perf_counter() - t
+            writer.put(band)
+            self._report(done, row + 1, t0)
+
+    def _report(self, done: int, rows_done_grid: int, t0: float) -> None:
+        if self.progress is None:
+            return
+        rows = self.grid.rows_finished_after(rows_done_grid - 1)[1] if rows_done_grid else 0
+        self.progress(Progress(done, self.grid.n_tiles - self.tiles_skipped, rows, self.info.width,
+                               time.perf_counter() - t0))
+
+    def _strips(self, reader: StripReader) -> Iterator[Any]:
+        """Strips of grid rows, read ahead in a background thread (bounded queue of 2)."""
+        q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for y in self.grid.row_offsets:
+                    if stop.is_set():
+                        return
+                    q.put(reader.read(y, self.grid.read_h))
+                q.put(_DONE)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                q.put(exc)
+
+        th = threading.Thread(target=produce, name="segpipe-strips", daemon=True)
+        th.start()
+        try:
+            while True:
+                t = time.perf_counter()
+                item = q.get()
+                self.timings["read_wait_s"] += time.perf_counter() - t
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while th.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    th.join(0.05)
+
+    def _batches(self, row: int, strip: Any) -> Iterator[_Batch]:
+        tiles, arrays, valids = [], [], []
+        for tile in self.grid.row_tiles(row):
+            x, w = tile.window.col_off, tile.window.width
+            valid = strip.valid[:, x : x + w]
+            if not valid.any():
+                self.tiles_skipped += 1
+                continue
+            tiles.append(tile)
+            arrays.append(self._pad(strip.data[:, :, x : x + w]))
+            valids.append(self._pad(valid[None])[0])
+            if len(tiles) == self.s.batch_size:
+                yield _Batch(self, tiles, arrays, valids)
+                tiles, arrays, valids = [], [], []
+        if tiles:
+            yield _Batch(self, tiles, arrays, valids)
+
+    def _pad(self, a: np.ndarray) -> np.ndarray:
+        """Reflect-pad a (C, h, w) window up to the network's tile shape (images smaller than a tile)."""
+        ph, pw = self.grid.tile_h - a.shape[1], self.grid.tile_w - a.shape[2]
+        if ph == 0 and pw == 0:
+            return a
+        mode = "reflect" if min(a.shape[1:]) > 1 else "edge"
+        return np.pad(a, ((0, 0), (0, ph), (0, pw)), mode=mode)
+
+    def _to_model_input(self, batch: _Batch, norm: NormStats) -> torch.Tensor:
+        x = _to_device_float(np.stack(batch.arrays), self.device)
+        x = apply_torch(x, norm)
+        # Invalid pixels become 0 after normalisation (the mean for meanstd): never raw nodata.
+        return x.mul_(batch.valid_dev[:, None])
+
+
+class _Batch:
+    def __init__(self, run: _SceneRun, tiles: list[Any], arrays: list[np.ndarray], valids: list[np.ndarray]) -> None:
+        self.tiles = tiles
+        self.arrays = arrays
+        self.valid_dev = torch.from_numpy(np.stack(valids)).to(run.device, non_blocking=True)
+
+
+def _to_device_float(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Ship raw pixels in their own (small) dtype and convert on the device.
+
+    torch has no general uint16/uint32 support, so they travel bit-cast as int16/int32
+    and are widened and masked back on the device.
+    """
+    if a.dtype == np.uint16:
+        t = torch.from_numpy(a.view(np.int16)).to(device, non_blocking=True)
+        return (t.to(torch.int32) & 0xFFFF).float()
+    if a.dtype == np.uint32:
+        t = torch.from_numpy(a.view(np.int32)).to(device, non_blocking=True)
+        return (t.to(torch.int64) & 0xFFFFFFFF).float()
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device, non_blocking=True).float()
+
+
+class _Writer:
+    """Writer thread: the only thread that touches the output datasets."""
+
+    def __init__(self, sinks: dict[str, GeoTiffSink], observers: Sequence[RowObserver]) -> None:
+        self.sinks = sinks
+        self.observers = observers
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.busy_s = 0.0
+        self.valid_pixels = 0
+        self.entropy_sum = 0.0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="segpipe-write", daemon=True)
+        self.thread.start()
+
+    def put(self, band: RowBand) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(band)
+
+    def _run(self) -> None:
+        while (band := self.q.get()) is not _DONE:
+            if self.error is not None:
+                continue
+            t = time.perf_counter()
+            try:
+                self._write(band)
+            except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
+                self.error = exc
+            self.busy_s += time.perf_counter() - t
+
+    def _write(self, band: RowBand) -> None:
+        self.sinks["mask"].write(band.row0, band.labels)
+        if "confidence" in self.sinks:
+            self.sinks["confidence"].write(band.row0, band.confidence)
+        if "probabilities" in self.sinks:
+            self.sinks["probabilities"].write(band.row0, band.probabilities)
+        self.valid_pixels += int(band.valid.sum())
+        self.entropy_sum += band.entropy_sum
+        for obs in self.observers:
+            obs(band)
+
+    def close(self, abort: bool = False) -> None:
+        if self.thread.is_alive():
+            self.q.put(_DONE)
+            self.thread.join()
+        if self.error is not None and not abort:
+            raise self.error
+
+
+def _record(input_path: Path, input_sha: str, info: RasterInfo, model: ModelHandle, s: RunSettings,
+            scene_dir: Path, outputs: dict[str, Path], timings: dict[str, float], facts: dict[str, Any],
+            msgs: list[str], started: str) -> dict[str, Any]:
+    mpix = info.width * info.height / 1e6
+    return {
+        "record_version": RECORD_VERSION,
+        "status": "complete",
+        "kind": "scene",
+        "input": {
+            "path": str(input_path.resolve()), "sha256": input_sha, "size_bytes": input_path.stat().st_size,
+            "width": info.width, "height": info.height, "bands": list(info.bands), "band_count": info.count,
+            "dtype": info.dtype, "crs_wkt": info.crs_wkt, "transform": list(info.transform)[:6],
+            "nodata": info.nodata, "mask_kind": info.mask_kind, "driver": info.driver,
+        },
+        "model": {
+            "path": str(model.path), "sha256": model.sha256, "class_names": list(model.spec.class_names),
+            "class_colors": [list(c) for c in model.spec.colors()], "spec": model.spec.to_dict(),
+        },
+        "settings": s.to_dict(),
+        "fingerprint": s.fingerprint(),
+        "outputs": {name: p.name for name, p in outputs.items()},
+        "facts": facts,
+        "timings": {**timings, "mpix_per_s": mpix / max(timings["total_s"], 1e-9)},
+        "warnings": msgs,
+        "versions": versions(),
+        "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(),
+        "block_size": BLOCK,
+    }
+
+
+__all__ = ["ModelHandle", "Progress", "RunSettings", "SceneResult", "segment_scene", "scene_dir_for", "InputError"]

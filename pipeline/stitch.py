@@ -1,0 +1,128 @@
+"""Streaming blend of tile probabilities into finished output rows.
+
+The accumulator holds one grid row of tiles: ``K x read_h x width`` float32 scores
+plus a ``read_h x width`` weight sum, on the device the model runs on. When a grid row
+is complete, the rows no later tile touches are finished (divide, argmax, confidence),
+converted to uint8 *on the device*, shipped to the host as a :class:`RowBand`, and the
+buffer shifts up. Memory is ``O(K x tile x width)``, independent of the scene height.
+
+Accumulation is float32 (fp16 sums overflow, uint8 counters wrap: FIELD_NOTES).
+Invalid (nodata) pixels get zero weight, so they never pull on their neighbours and
+end up with zero total weight, which marks them nodata in the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .tiling import Tile, TileGrid
+
+# Probabilities are stored as uint8 0..254 (value / 254); 255 is the nodata value.
+PROB_SCALE = 254
+PROB_NODATA = 255
+
+
+@dataclass(frozen=True)
+class RowBand:
+    """Finished output rows ``[row0, row0 + height)`` of the whole scene width, on the host.
+
+    Attributes:
+        labels: (h, W) class ids; ``nodata`` where invalid.
+        valid: (h, W) bool, True where the scene had data.
+        confidence: (h, W) uint8 max class probability x 254, 255 where invalid (or None).
+        probabilities: (K, h, W) uint8 per-class probability x 254, 255 where invalid (or None).
+        entropy_sum: sum over valid pixels of the per-pixel entropy (nats), for QA.
+    """
+
+    row0: int
+    labels: np.ndarray
+    valid: np.ndarray
+    confidence: np.ndarray | None
+    probabilities: np.ndarray | None
+    entropy_sum: float
+
+    @property
+    def height(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class StreamingStitcher:
+    """Blends tiles of one grid row at a time and emits finished :class:`RowBand` s."""
+
+    def __init__(
+        self,
+        grid: TileGrid,
+        num_classes: int,
+        window: np.ndarray,
+        device: torch.device,
+        *,
+        nodata: int = 255,
+        label_dtype: torch.dtype = torch.uint8,
+        confidence: bool = False,
+        probabilities: bool = False,
+    ) -> None:
+        self.grid = grid
+        self.k = num_classes
+        self.device = device
+        self.nodata = nodata
+        self.label_dtype = label_dtype
+        self.want_conf = confidence
+        self.want_probs = probabilities
+        self.window = torch.as_tensor(window[: grid.read_h, : grid.read_w], device=device)
+        self.acc = torch.zeros((num_classes, grid.read_h, grid.width), dtype=torch.float32, device=device)
+        self.wsum = torch.zeros((grid.read_h, grid.width), dtype=torch.float32, device=device)
+        self._row = 0
+
+    def add(self, tile: Tile, probs: torch.Tensor, valid: torch.Tensor) -> None:
+        """Accumulate one tile: ``probs`` (K, >=read_h, >=read_w) on the device, ``valid`` likewise."""
+        if tile.row != self._row:
+            raise ValueError(f"tile of grid row {tile.row} added while row {self._row} is open")
+        h, w = self.grid.read_h, self.grid.read_w
+        x = tile.window.col_off
+        weight = self.window * valid[:h, :w]
+        self.acc[:, :, x : x + w].addcmul_(probs[:, :h, :w], weight)
+        self.wsum[:, x : x + w].add_(weight)
+
+    def finish_row(self) -> RowBand:
+        """Close the current grid row: emit its finished image rows and shift the buffer."""
+        start, stop = self.grid.rows_finished_after(self._row)
+        n = stop - start
+        band = self._finalise(self.acc[:, :n], self.wsum[:n], start)
+        if self._row + 1 < self.grid.n_rows:
+            keep = self.grid.read_h - n
+            if keep > 0:
+                self.acc[:, :keep] = self.acc[:, n : n + keep].clone()
+                self.wsum[:keep] = self.wsum[n : n + keep].clone()
+            self.acc[:, keep:] = 0
+            self.wsum[keep:] = 0
+        self._row += 1
+        return band
+
+    def _finalise(self, acc: torch.Tensor, wsum: torch.Tensor, row0: int) -> RowBand:
+        valid = wsum > 0
+        probs = acc / torch.where(valid, wsum, torch.ones_like(wsum))
+        conf, labels = probs.max(dim=0)
+        labels = torch.where(valid, labels, torch.full_like(labels, self.nodata)).to(self.label_dtype)
+        ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=0)
+        entropy_sum = float((ent * valid).sum())
+        conf_u8 = probs_u8 = None
+        if self.want_conf:
+            conf_u8 = _to_u8(conf, valid).cpu().numpy()
+        if self.want_probs:
+            probs_u8 = _to_u8(probs, valid).cpu().numpy()
+        return RowBand(
+            row0=row0,
+            labels=labels.cpu().numpy(),
+            valid=valid.cpu().numpy(),
+            confidence=conf_u8,
+            probabilities=probs_u8,
+            entropy_sum=entropy_sum,
+        )
+
+
+def _to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    q = torch.round(p.clamp(0, 1) * PROB_SCALE).to(torch.uint8)
+    return torch.where(valid, q, torch.full_like(q, PROB_NODATA))
