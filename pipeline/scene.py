@@ -25,7 +25,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .blend import BLEND_WINDOWS
 from .errors import InputError, OutputError, SegpipeWarning
 from .infer import Predictor, resolve_device
 from .normalize import NormStats, apply_torch, stats_for
@@ -133,8 +132,8 @@ def segment_scene(
         outputs, timings, facts = run.execute()
         input_sha = hasher.result()
     msgs = [str(w.message) for w in caught if issubclass(w.category, SegpipeWarning)]
-    for m in msgs:
-        log.warning("%s", m)
+    for m in msgs:  # re-emitted outside the recorder so callers (CLI, flows, tests) see them
+        warnings.warn(m, SegpipeWarning, stacklevel=2)
     timings["total_s"] = time.perf_counter() - t0
     record = _record(input_path, input_sha, info, model, s, scene_dir, outputs, timings, facts, msgs, started)
     write_json_atomic(scene_dir / RECORD_NAME, record)
@@ -225,7 +224,7 @@ class _SceneRun:
     def execute(self) -> tuple[dict[str, Path], dict[str, float], dict[str, Any]]:
         sinks = self._sinks()
         stitcher = StreamingStitcher(
-            self.grid, self.spec.num_classes, BLEND_WINDOWS[self.s.blend](self.grid.read_h, self.grid.read_w),
+            self.grid, self.spec.num_classes, self.s.blend,
             self.device, nodata=self.nodata, label_dtype=self.label_dtype,
             confidence="confidence" in sinks, probabilities="probabilities" in sinks,
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .blend import tile_window
 from .tiling import Tile, TileGrid
 
 # Probabilities are stored as uint8 0..254 (value / 254); 255 is the nodata value.
@@ -56,7 +57,7 @@ class StreamingStitcher:
         self,
         grid: TileGrid,
         num_classes: int,
-        window: np.ndarray,
+        blend: str,
         device: torch.device,
         *,
         nodata: int = 255,
@@ -71,7 +72,9 @@ class StreamingStitcher:
         self.label_dtype = label_dtype
         self.want_conf = confidence
         self.want_probs = probabilities
-        self.window = torch.as_tensor(window[: grid.read_h, : grid.read_w], device=device)
+        self.blend = blend
+        self.margin = grid.overlap // 2
+        self._windows: dict[tuple[bool, bool, bool, bool], torch.Tensor] = {}
         self.acc = torch.zeros((num_classes, grid.read_h, grid.width), dtype=torch.float32, device=device)
         self.wsum = torch.zeros((grid.read_h, grid.width), dtype=torch.float32, device=device)
         self._row = 0
@@ -82,9 +85,20 @@ class StreamingStitcher:
             raise ValueError(f"tile of grid row {tile.row} added while row {self._row} is open")
         h, w = self.grid.read_h, self.grid.read_w
         x = tile.window.col_off
-        weight = self.window * valid[:h, :w]
+        weight = self._window(tile) * valid[:h, :w]
         self.acc[:, :, x : x + w].addcmul_(probs[:, :h, :w], weight)
         self.wsum[:, x : x + w].add_(weight)
+
+    def _window(self, tile: Tile) -> torch.Tensor:
+        """Blend weights for ``tile``: margins only on its sides that lie inside the image."""
+        g, win = self.grid, tile.window
+        inside = (win.row_off > 0, win.row_off + win.height < g.height,
+                  win.col_off > 0, win.col_off + win.width < g.width)
+        if inside not in self._windows:
+            margins = tuple(self.margin if i else 0 for i in inside)
+            w = tile_window(self.blend, g.read_h, g.read_w, margins)  # type: ignore[arg-type]
+            self._windows[inside] = torch.as_tensor(w, device=self.device)
+        return self._windows[inside]
 
     def finish_row(self) -> RowBand:
         """Close the current grid row: emit its finished image rows and shift the buffer."""

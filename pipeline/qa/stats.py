@@ -1,0 +1,282 @@
+"""Per-scene statistics gathered while the engine streams its output.
+
+:class:`SceneQA` is a row observer: ``segment_scene(..., observers=[qa])`` hands it each
+finished :class:`~pipeline.stitch.RowBand` in row order (in the writer thread). A volume
+feeds it slice by slice with :meth:`SceneQA.observe_slice`. It never holds more than
+one band, one plane and small per-class / per-column counters, plus thumbnail-sized
+grids, so QA memory does not grow with the scene.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..tiling import TileGrid
+from .area import PixelArea, pixel_area, voxel_volume
+from .components import Connectivity, StreamingComponents
+from .schema import AreaInfo, ClassStats, ConfidenceStats, SeamStats
+from .seams import SeamAccumulator
+
+# Confidence arrives as uint8 p x 254 (pipeline.stitch.PROB_SCALE); 255 is nodata.
+_CONF_SCALE = 254.0
+HIST_BINS = 20
+
+
+def thumb_shape(height: int, width: int, side: int) -> tuple[int, int]:
+    """Thumbnail (rows, cols) keeping the aspect ratio, longest side at most ``side``."""
+    f = max(1.0, max(height, width) / side)
+    return max(1, round(height / f)), max(1, round(width / f))
+
+
+@dataclass(frozen=True)
+class QAStats:
+    """What the streaming pass found; the report is built from it."""
+
+    kind: Literal["scene", "volume"]
+    valid_pixels: int
+    total_pixels: int
+    area: AreaInfo
+    classes: list[ClassStats]
+    confidence: ConfidenceStats | None
+    mean_entropy: float | None
+    seams: SeamStats | None
+    label_thumb: np.ndarray | None
+    confidence_thumb: np.ndarray | None
+    observe_s: float
+
+    @property
+    def valid_fraction(self) -> float:
+        return self.valid_pixels / self.total_pixels if self.total_pixels else 0.0
+
+
+class SceneQA:
+    """Streaming QA accumulator for one scene (row bands) or one volume (slices).
+
+    Args:
+        class_names: label i is class_names[i]; other values (nodata) are ignored.
+        height, width: the image (or the volume's slice plane) size.
+        grid: the tiling, for the seam score (None: no seam score).
+        area: pixel area / voxel volume (:func:`~pipeline.qa.area.pixel_area`).
+        depth: number of slices for a volume (None: a 2D scene).
+        colors: RGB per class, for the report.
+        connectivity: neighbourhood for connected components.
+        thumb_side: longest side of the streamed label/confidence thumbnails.
+    """
+
+    def __init__(self, class_names: tuple[str, ...] | list[str], height: int, width: int,
+                 grid: TileGrid | None = None, area: PixelArea | None = None, *, depth: int | None = None,
+                 colors: list[tuple[int, int, int]] | None = None, connectivity: Connectivity = "face",
+                 thumb_side: int = 512) -> None:
+        self.class_names = list(class_names)
+        self.colors = [list(c) for c in colors] if colors else []
+        self.k = len(self.class_names)
+        self.height, self.width, self.depth = height, width, depth
+        self.kind: Literal["scene", "volume"] = "scene" if depth is None else "volume"
+        self.area = area or PixelArea("pixel", None, True, "no pixel size given")
+        self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity)
+        self.seams = SeamAccumulator(grid) if grid is not None else None
+        self.counts = np.zeros(self.k, dtype=np.int64)
+        self.area_m2 = np.zeros(self.k, dtype=np.float64)
+        self.conf_joint: np.ndarray | None = None  # (K, 256) pixels per class and confidence byte
+        self.entropy_sum = 0.0
+        self.valid_pixels = 0
+        self.total_pixels = 0
+        self.touches_nodata = np.zeros(self.k, dtype=bool)
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # last plane's labels, valid
+        self._next = 0
+        self.busy_s = 0.0
+        self._thumb = thumb_shape(height, width, thumb_side) if depth is None else None
+        if self._thumb is not None:
+            th, tw = self._thumb
+            self._thumb_rows = ((np.arange(th) + 0.5) * height / th).astype(np.int64)
+            self._thumb_cols = ((np.arange(tw) + 0.5) * width / tw).astype(np.int64)
+            self._col_bin = (np.arange(width) * tw // width).astype(np.int64)
+            self.label_thumb = np.full((th, tw), 255, dtype=np.uint8)
+            self._conf_sum = np.zeros(th * tw, dtype=np.float64)
+            self._conf_n = np.zeros(th * tw, dtype=np.int64)
+
+    @classmethod
+    def for_scene(cls, info: Any, grid: TileGrid, class_names: tuple[str, ...],
+                  colors: tuple[tuple[int, int, int], ...] | None = None, **kw: Any) -> SceneQA:
+        """For a raster: ``info`` is the scene's :class:`~pipeline.raster.read.RasterInfo`."""
+        area = pixel_area(info.crs, info.transform, info.width, info.height)
+        return cls(class_names, info.height, info.width, grid, area, colors=list(colors or ()), **kw)
+
+    @classmethod
+    def for_volume(cls, shape: tuple[int, int, int], voxel_ml: float, class_names: tuple[str, ...],
+                   grid: TileGrid | None = None, **kw: Any) -> SceneQA:
+        """For a volume streamed as ``shape[0]`` slices of ``shape[1] x shape[2]``."""
+        depth, h, w = shape
+        return cls(class_names, h, w, grid, voxel_volume(voxel_ml), depth=depth, **kw)
+
+    # -- feeding -----------------------------------------------------------------------------
+    def __call__(self, band: Any) -> None:
+        """Row observer for ``segment_scene``: takes a :class:`~pipeline.stitch.RowBand`."""
+        self.observe(band.row0, band.labels, band.valid, band.confidence, band.entropy_sum)
+
+    def observe(self, row0: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None = None,
+                entropy_sum: float = 0.0) -> None:
+        """Rows ``[row0, row0 + h)`` of a scene, in order."""
+        if self.kind != "scene":
+            raise ValueError("a volume's QA takes slices: use observe_slice()")
+        if row0 != self._next:
+            raise ValueError(f"rows must arrive in order: got row {row0}, expected {self._next}")
+        t = time.perf_counter()
+        self._accumulate(labels, valid, confidence, entropy_sum, row0)
+        if self.seams is not None:
+            self.seams.update(row0, labels, valid)
+        self._thumbs(row0, labels, valid, confidence)
+        self._next = row0 + labels.shape[0]
+        self.busy_s += time.perf_counter() - t
+
+    def observe_slice(self, index: int, labels: np.ndarray, valid: np.ndarray,
+                      confidence: np.ndarray | None = None, entropy_sum: float = 0.0) -> None:
+        """Slice ``index`` (2D plane and its valid mask) of a volume, in order."""
+        if self.kind != "volume":
+            raise ValueError("a scene's QA takes row bands: use observe() or pass the observer to segment_scene")
+        if index != self._next:
+            raise ValueError(f"slices must arrive in order: got slice {index}, expected {self._next}")
+        t = time.perf_counter()
+        self._accumulate(labels[None], valid[None], None if confidence is None else confidence[None],
+                         entropy_sum, 0)
+        if self.seams is not None:
+            self.seams.new_plane()
+            self.seams.update(0, labels, valid)
+        self._next = index + 1
+        self.busy_s += time.perf_counter() - t
+
+    def _accumulate(self, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None,
+                    entropy_sum: float, row0: int) -> None:
+        k = self.k
+        lab = np.where(valid, labels, k).astype(np.int64)  # k = "not a class"
+        lab = np.minimum(lab, k)
+        self.counts += np.bincount(lab.ravel(), minlength=k + 1)[:k]
+        if self.area.varies_by_row:  # geographic: each row its own pixel area (scene rows only)
+            h = labels.shape[0]
+            per_row = np.bincount((lab + (k + 1) * np.arange(h)[:, None]).ravel(), minlength=h * (k + 1))
+            self.area_m2 += per_row.reshape(h, k + 1)[:, :k].T @ self.area.rows(row0, h)
+        if conf is not None:
+            if self.conf_joint is None:
+                self.conf_joint = np.zeros((k, 256), dtype=np.int64)
+            idx = lab * 256 + conf.astype(np.int64)
+            self.conf_joint += np.bincount(idx.ravel(), minlength=(k + 1) * 256).reshape(k + 1, 256)[:k]
+        self.entropy_sum += float(entropy_sum)
+        self.valid_pixels += int(valid.sum())
+        self.total_pixels += valid.size
+        self._nodata_contact(lab, valid)
+        self.components.update(lab)
+
+    def _nodata_contact(self, lab: np.ndarray, valid: np.ndarray) -> None:
+        """Flag classes with a pixel next to nodata (face neighbours, across bands too)."""
+        inv = ~valid
+        near = np.zeros_like(inv)
+        for axis in range(inv.ndim):
+            n = inv.shape[axis]
+            if n < 2:
+                continue
+            a = [slice(None)] * inv.ndim
+            b = [slice(None)] * inv.ndim
+            a[axis], b[axis] = slice(1, None), slice(None, -1)
+            near[tuple(a)] |= inv[tuple(b)]
+            near[tuple(b)] |= inv[tuple(a)]
+        if self._prev is not None:
+            prev_lab, prev_valid = self._prev
+            near[0] |= ~prev_valid
+            self._flag(prev_lab[inv[0]])
+        self._flag(lab[near & valid])
+        self._prev = (lab[-1].copy(), valid[-1].copy())
+
+    def _flag(self, labs: np.ndarray) -> None:
+        if labs.size:
+            hit = np.unique(labs)
+            self.touches_nodata[hit[hit < self.k]] = True
+
+    def _thumbs(self, row0: int, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None) -> None:
+        h = labels.shape[0]
+        sel = (self._thumb_rows >= row0) & (self._thumb_rows < row0 + h)
+        if sel.any():
+            rows = self._thumb_rows[sel] - row0
+            self.label_thumb[sel] = np.where(valid[rows][:, self._thumb_cols], labels[rows][:, self._thumb_cols], 255)
+        if conf is not None:
+            th, tw = self._thumb
+            row_bin = (np.arange(row0, row0 + h) * th // self.height)
+            idx = (row_bin[:, None] * tw + self._col_bin[None, :])[valid]
+            self._conf_sum += np.bincount(idx, weights=conf[valid].astype(np.float64), minlength=th * tw)
+            self._conf_n += np.bincount(idx, minlength=th * tw)
+
+    # -- results -------------------------------------------------------------------------
+    def result(self, low_confidence: float = 0.5, hist_bins: int = HIST_BINS) -> QAStats:
+        """Close the accumulators and summarise (call once, after the last band)."""
+        expected = self.height if self.depth is None else self.depth
+        if self._next != expected:
+            raise ValueError(f"QA saw {self._next} of {expected} {'rows' if self.depth is None else 'slices'}")
+        comps = self.components.close()
+        valid = max(self.valid_pixels, 1)
+        per_class_conf = self._class_confidence(low_confidence)
+        classes = []
+        for c, name in enumerate(self.class_names):
+            classes.append(ClassStats(
+                index=c, name=name, color=self.colors[c] if c < len(self.colors) else [],
+                pixels=int(self.counts[c]), fraction=float(self.counts[c] / valid),
+                **self._class_size(c), components=comps[c].count, largest_component=comps[c].largest,
+                largest_touches_border=comps[c].largest_touches_edge, touches_border=comps[c].touches_edge,
+                touches_nodata=bool(self.touches_nodata[c]), **per_class_conf[c],
+            ))
+        seams = None
+        if self.seams is not None:
+            r = self.seams.result()
+            seams = SeamStats(score=r.score, border_rate=r.border_rate, interior_rate=r.interior_rate,
+                              border_pairs=r.border_pairs, interior_pairs=r.interior_pairs)
+        mean_entropy = self.entropy_sum / self.valid_pixels if self.valid_pixels else None
+        return QAStats(
+            kind=self.kind, valid_pixels=self.valid_pixels, total_pixels=self.total_pixels, area=self.area.info(),
+            classes=classes, confidence=self._confidence(low_confidence, hist_bins, mean_entropy),
+            mean_entropy=mean_entropy, seams=seams,
+            label_thumb=self.label_thumb if self._thumb else None, confidence_thumb=self._conf_thumb(),
+            observe_s=self.busy_s,
+        )
+
+    def _class_size(self, c: int) -> dict[str, float | None]:
+        a = self.area
+        if a.unit == "ml":
+            return {"volume_ml": float(self.counts[c] * a.per_pixel)}
+        if a.unit != "m2":
+            return {}
+        m2 = float(self.area_m2[c]) if a.varies_by_row else float(self.counts[c] * a.per_pixel)
+        return {"area_m2": m2, "area_ha": m2 / 1e4}
+
+    def _class_confidence(self, low: float) -> list[dict[str, float | None]]:
+        if self.conf_joint is None:
+            return [{} for _ in range(self.k)]
+        low_bytes = np.arange(256) < low * _CONF_SCALE
+        p = np.minimum(np.arange(256), 254) / _CONF_SCALE
+        out = []
+        for c in range(self.k):
+            h = self.conf_joint[c]
+            n = int(h.sum())
+            out.append({"mean_confidence": float(h @ p / n), "low_confidence_fraction": float(h[low_bytes].sum() / n)}
+                       if n else {})
+        return out
+
+    def _confidence(self, low: float, bins: int, mean_entropy: float | None) -> ConfidenceStats | None:
+        if self.conf_joint is None or self.valid_pixels == 0:
+            return None
+        h = self.conf_joint.sum(axis=0)
+        p = np.minimum(np.arange(256), 254) / _CONF_SCALE
+        which = np.minimum((p * bins).astype(np.int64), bins - 1)
+        hist = np.bincount(which, weights=h, minlength=bins).astype(np.int64)
+        n = int(h.sum())
+        return ConfidenceStats(mean=float(h @ p / n), histogram=hist.tolist(), low_threshold=low,
+                               low_fraction=float(h[np.arange(256) < low * _CONF_SCALE].sum() / n),
+                               mean_entropy=mean_entropy)
+
+    def _conf_thumb(self) -> np.ndarray | None:
+        if self._thumb is None or self.conf_joint is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self._conf_sum / self._conf_n
+        return np.where(self._conf_n > 0, mean / _CONF_SCALE, np.nan).reshape(self._thumb).astype(np.float32)

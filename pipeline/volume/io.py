@@ -1,0 +1,322 @@
+"""Read NIfTI volumes into canonical float32 arrays, with everything needed to go back.
+
+``read_volume`` / ``iter_volumes`` return a :class:`Volume`: the voxels in canonical
+RAS+ order (``orient.CANONICAL``) as float32 with the header's scaling applied, the
+header as stored, and the orientation transform. ``write.write_label_volume`` takes a
+canonical array and that Volume back to disk in the input's own geometry.
+Every unusable file is one ``InputError`` line naming the file and what was expected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
+
+from ..errors import InputError, SegpipeWarning
+from .orient import Orientation, orientation_of
+
+log = logging.getLogger(__name__)
+
+SeriesPolicy = Literal["error", "select", "each"]
+
+_CHUNK_VOXELS = 1 << 24  # float64 scaling is done in chunks of about this many voxels
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """One 3D volume in canonical (RAS+) voxel order, with its way back to the file.
+
+    Attributes:
+        data: float32, canonical order, C-contiguous, scl_slope/scl_inter applied.
+            Non-finite voxels (NaN/Inf) are replaced by the smallest finite value of the
+            volume (0 when there is none) so that windowing treats them as background;
+            ``valid`` says where they were.
+        valid: bool mask in canonical order, False at NaN/Inf voxels; None when every
+            voxel is finite (the common case, saves a byte per voxel).
+        n_invalid: number of NaN/Inf voxels (reported; a SegpipeWarning was issued).
+        orientation: source voxel order <-> canonical order (permutation and flips).
+        zooms: voxel spacing in mm per canonical axis, from the header's pixdim.
+        header: the source header as stored on disk (Nifti1Header or Nifti2Header,
+            scl_slope/scl_inter included), still describing the possibly 4D file;
+            writers start from a copy of it.
+        affine: the source voxel-to-world affine (nibabel's best affine: sform, else qform).
+        source_shape: the full shape on disk, e.g. (x, y, z), (x, y, z, 1), (x, y, z, t).
+        source_dtype: stored dtype name before scaling, e.g. "int16".
+        scaling: (slope, inter) applied to the stored values; (1.0, 0.0) for none.
+        path: the file read.
+        volume_index: which volume of a 4D series this is; None for a 3D file.
+        series_note: how a 4th dimension was handled, for the output record; "" for 3D.
+    """
+
+    data: np.ndarray
+    valid: np.ndarray | None
+    n_invalid: int
+    orientation: Orientation
+    zooms: tuple[float, float, float]
+    header: nib.Nifti1Header
+    affine: np.ndarray
+    source_shape: tuple[int, ...]
+    source_dtype: str
+    scaling: tuple[float, float]
+    path: Path
+    volume_index: int | None = None
+    series_note: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Canonical shape."""
+        return tuple(self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def canonical_affine(self) -> np.ndarray:
+        return self.orientation.canonical_affine(self.affine)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_volume(path: str | os.PathLike, *, volume: int | None = None,
+                series_policy: SeriesPolicy = "error") -> Volume:
+    """Read one volume from a ``.nii``/``.nii.gz`` file (NIfTI-1 or NIfTI-2).
+
+    Args:
+        path: the file.
+        volume: 0-based index into a 4D series (``--volume N``); implies ``select``.
+        series_policy: what to do with a real 4D series (t > 1): ``error`` (default:
+            never keep volume 0 silently), ``select`` (needs ``volume``). For ``each``
+            use :func:`iter_volumes`.
+
+    Raises:
+        InputError: missing, corrupt, truncated or non-NIfTI file, 2D image, zero-size
+            dimension, header/data size mismatch, or a 4D series without a policy.
+    """
+    if series_policy == "each":
+        raise ValueError("series_policy='each' yields several volumes: use iter_volumes()")
+    return next(iter_volumes(path, volume=volume, series_policy=series_policy))
+
+
+def iter_volumes(path: str | os.PathLike, *, volume: int | None = None,
+                 series_policy: SeriesPolicy = "error") -> Iterator[Volume]:
+    """Yield the volumes of a file: one for 3D or a selected volume, each in turn for ``each``.
+
+    The whole file is decoded once, inside the error handling, so a truncated or corrupt
+    ``.nii.gz`` fails here and not half-way through inference. Volumes of a series are
+    converted to float32 one at a time (peak memory: the stored series + one volume).
+    """
+    path = Path(path)
+    img, header, raw = _load(path)
+    spatial, n_series = _spatial_shape(path, raw.shape)
+    raw = raw.reshape(spatial + ((n_series,) if n_series else ()))
+    scaling = scaling_of(header, path)
+    orientation = orientation_of(img.affine, spatial)
+    _warn_geometry(path, header, orientation)
+    for index, note in _series_plan(path, img.shape, n_series, volume, series_policy):
+        vol_raw = raw if index is None else raw[..., index]
+        yield _make_volume(path, img, header, vol_raw, orientation, scaling, index, note)
+
+
+def scaling_of(header: nib.Nifti1Header, path: Path | str = "") -> tuple[float, float]:
+    """The (slope, inter) that turn stored values into real values, made explicit.
+
+    Same rule as nibabel's ``get_slope_inter``: a slope of 0, NaN or +-Inf means *no*
+    scaling, and then the intercept is ignored too -> (1.0, 0.0). A valid slope with a
+    non-finite intercept is a corrupt header. ``header`` must be the header as stored:
+    ``nib.load`` hands the scaling to its data proxy and sets the image header's
+    scl_slope/scl_inter to NaN.
+    """
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    if slope == 0 or not np.isfinite(slope):
+        return 1.0, 0.0
+    if not np.isfinite(inter):
+        raise InputError(f"{path}: scl_slope is {slope} but scl_inter is {inter}; "
+                         "expected a finite intercept (corrupt header)")
+    return slope, inter
+
+
+def _load(path: Path) -> tuple[nib.Nifti1Image, nib.Nifti1Header, np.ndarray]:
+    """Open the file, read its header as stored and decode all of its data, in one pass.
+
+    nibabel reads exactly the data bytes of a ``.nii.gz`` and stops, so it never reaches
+    the gzip trailer and a corrupt member (bad CRC) goes unnoticed. Here the stream is
+    read on to its end, which makes Python's gzip check CRC and length: one
+    decompression, every corruption caught here. Every failure is one InputError.
+    """
+    if not path.exists():
+        raise InputError(f"{path}: file not found; expected a NIfTI volume (.nii or .nii.gz)")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file; expected a NIfTI volume (.nii or .nii.gz)")
+    gz = path.name.lower().endswith(".nii.gz")
+    if not gz and not path.name.lower().endswith(".nii"):
+        raise InputError(f"{path}: expected a NIfTI file ending in .nii or .nii.gz")
+    header = None
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            klass = _sniff(path, f.read(_HEADER_BYTES))
+            f.seek(0)
+            header = klass.header_class.from_fileobj(f)
+            _check_header(path, header)
+            f.seek(0)
+            holder = nib.fileholders.FileHolder(fileobj=f)
+            img = klass.from_file_map({"header": holder, "image": holder}, mmap=False)
+            raw = np.asarray(img.dataobj.get_unscaled())
+            while f.read(1 << 20):  # to the end: gzip verifies CRC and size there
+                pass
+    except InputError:
+        raise
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputError(f"{path}: truncated or corrupt gzip data ({one_line(exc)}); "
+                         "expected a complete .nii.gz (re-export or copy it again)") from exc
+    except (ImageFileError, HeaderDataError) as exc:
+        raise InputError(f"{path}: unreadable NIfTI header ({one_line(exc)}); expected a valid "
+                         ".nii or .nii.gz volume") from exc
+    except (OSError, ValueError) as exc:
+        shape = header.get_data_shape() if header is not None else "(unread)"
+        raise InputError(f"{path}: header dimensions {shape} disagree with the data size "
+                         f"({one_line(exc)}); expected a complete file") from exc
+    return img, header, raw
+
+
+_HEADER_BYTES = 348  # a NIfTI-1 header; NIfTI-2 is told by its first 8 bytes
+
+
+def _sniff(path: Path, head: bytes) -> type[nib.Nifti1Image]:
+    """NIfTI-1 or NIfTI-2 single-file image, from sizeof_hdr and the magic string."""
+    if len(head) >= 8:
+        size = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
+        if 540 in size and head[4:8] == b"n+2\0":
+            return nib.Nifti2Image
+        if 348 in size and len(head) >= 348 and head[344:348] == b"n+1\0":
+            return nib.Nifti1Image
+        if 348 in size and len(head) >= 348 and head[344:348] == b"ni1\0":
+            raise InputError(f"{path}: a NIfTI-1 header of a .hdr/.img pair; expected a single-file .nii")
+    if head[:2] == b"\x1f\x8b":
+        raise InputError(f"{path}: gzip-compressed data in a .nii file; expected plain NIfTI "
+                         "(rename it to .nii.gz)")
+    what = "an empty file" if not head else "not a NIfTI-1/NIfTI-2 file (no NIfTI header magic)"
+    raise InputError(f"{path}: {what}; expected a .nii or .nii.gz volume")
+
+
+def _check_header(path: Path, header: nib.Nifti1Header) -> None:
+    shape, dtype = header.get_data_shape(), header.get_data_dtype()
+    if len(shape) < 3:
+        raise InputError(f"{path}: a {len(shape)}D image of shape {shape}; expected a 3D volume (x, y, z)")
+    if 0 in shape:
+        raise InputError(f"{path}: zero-size dimension in shape {shape}; expected every dimension >= 1")
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: data type {dtype} (complex/RGB/vector) is not supported; "
+                         "expected a scalar intensity volume")
+    if path.name.lower().endswith(".nii"):  # cheap check before reading; .gz is checked on decode
+        need = int(header["vox_offset"]) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        have = path.stat().st_size
+        if have < need:
+            raise InputError(f"{path}: header dimensions {shape} of {dtype} need {need} bytes but the file "
+                             f"has {have}; expected a complete file (truncated copy?)")
+
+
+def _spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, int, int], int | None]:
+    """(x, y, z) and the series length (None for 3D). Trailing singleton dimensions are dropped."""
+    dims = list(shape)
+    while len(dims) > 3 and dims[-1] == 1:
+        dims.pop()
+    if len(dims) == 3:
+        return tuple(dims), None  # type: ignore[return-value]
+    if len(dims) == 4:
+        return tuple(dims[:3]), dims[3]  # type: ignore[return-value]
+    raise InputError(f"{path}: a {len(dims)}D image of shape {shape}; expected a 3D volume or a 4D series")
+
+
+def _series_plan(path: Path, shape: tuple[int, ...], n_series: int | None, volume: int | None,
+                 policy: SeriesPolicy) -> list[tuple[int | None, str]]:
+    """Which volumes to yield, each with the note the output record will carry."""
+    if policy not in ("error", "select", "each"):
+        raise ValueError(f"series_policy must be 'error', 'select' or 'each', got {policy!r}")
+    if n_series is None:
+        if volume not in (None, 0):
+            raise InputError(f"{path}: --volume {volume} asked for but the file is a single 3D volume "
+                             f"of shape {shape}")
+        squeezed = f"shape {shape}: trailing singleton dimension squeezed to 3D" if len(shape) > 3 else ""
+        return [(None, squeezed)]
+    what = f"4D series of {n_series} volumes"
+    if volume is not None and policy != "each":
+        if not 0 <= volume < n_series:
+            raise InputError(f"{path}: --volume {volume} is out of range for a {what} (shape {shape}); "
+                             f"expected 0..{n_series - 1}")
+        return [(volume, f"{what}: volume {volume} selected by --volume {volume}")]
+    if policy == "each":
+        return [(i, f"{what}: volume {i} of {n_series} (--series each)") for i in range(n_series)]
+    if policy == "select":
+        raise ValueError("series_policy='select' needs volume=N")
+    raise InputError(f"{path}: a {what}, shape {shape}; expected one volume: pass --volume N "
+                     f"(0-based, 0..{n_series - 1}) or --series each")
+
+
+def _make_volume(path: Path, img: nib.Nifti1Image, header: nib.Nifti1Header, raw: np.ndarray,
+                 orientation: Orientation, scaling: tuple[float, float], index: int | None,
+                 note: str) -> Volume:
+    data = _to_float32(orientation.to_canonical(raw), *scaling)
+    valid, n_invalid = _replace_non_finite(data, path) if raw.dtype.kind == "f" or scaling != (1.0, 0.0) \
+        else (None, 0)
+    return Volume(
+        data=data, valid=valid, n_invalid=n_invalid, orientation=orientation,
+        zooms=orientation.canonical_zooms(header.get_zooms()[:3]),
+        header=header.copy(), affine=np.array(header.get_best_affine(), dtype=float),
+        source_shape=tuple(int(s) for s in img.shape), source_dtype=str(raw.dtype.newbyteorder("=")),
+        scaling=scaling, path=path, volume_index=index, series_note=note,
+    )
+
+
+def _to_float32(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """Contiguous float32 copy of ``raw * slope + inter``, scaled in float64 chunk by chunk.
+
+    float64 intermediates make the result the correctly rounded float32 of nibabel's own
+    ``get_fdata()`` value, without a full float64 copy of a 1 GB volume.
+    """
+    out = np.empty(raw.shape, dtype=np.float32)
+    if (slope, inter) == (1.0, 0.0):
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[...] = raw
+        return out
+    step = max(1, _CHUNK_VOXELS // max(1, raw.shape[0] * raw.shape[1]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(0, raw.shape[2], step):
+            out[:, :, k:k + step] = raw[:, :, k:k + step].astype(np.float64) * slope + inter
+    return out
+
+
+def _replace_non_finite(data: np.ndarray, path: Path) -> tuple[np.ndarray | None, int]:
+    """Replace NaN/Inf in place by the smallest finite value; return the validity mask and count."""
+    finite = np.isfinite(data)
+    n_invalid = int(data.size - np.count_nonzero(finite))
+    if n_invalid == 0:
+        return None, 0
+    fill = float(data[finite].min()) if n_invalid < data.size else 0.0
+    data[~finite] = fill
+    warnings.warn(f"{path}: {n_invalid} NaN/Inf voxels of {data.size} are invalid; "
+                  f"set to {fill:g} and left out of statistics", SegpipeWarning, stacklevel=4)
+    return finite, n_invalid
+
+
+def _warn_geometry(path: Path, header: nib.Nifti1Header, orientation: Orientation) -> None:
+    if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0:
+        warnings.warn(f"{path}: qform_code and sform_code are both 0, so the orientation is unknown; "
+                      "the output keeps the same header", SegpipeWarning, stacklevel=3)
+    affine = header.get_best_affine()
+    if np.any(np.linalg.norm(affine[:3, :3], axis=0) == 0):
+        warnings.warn(f"{path}: the affine has a zero column {orientation.source_codes}; "
+                      "slice-axis choice may not be anatomical", SegpipeWarning, stacklevel=3)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

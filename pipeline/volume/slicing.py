@@ -1,0 +1,133 @@
+"""2D / 2.5D slices out of a canonical volume, and predicted slices back into a volume.
+
+Conventions (canonical RAS+ arrays, see ``orient.CANONICAL``):
+- A slice along ``axis`` A at index k is ``np.take(data, k, axis=A)``: its rows (H) are
+  the lower-numbered remaining axis and its columns (W) the higher one. Axis 2 (S) gives
+  axial slices with H = R (left->right) and W = A (posterior->anterior). Training must
+  cut slices the same way (use these helpers), or the model sees transposed anatomy.
+- 2.5D context c (odd): channel j of slice k is slice ``k - c//2 + j`` along A, indices
+  clamped to the volume (edge slices replicated). Channel 0 is the lowest index, i.e. the
+  most Right-ward/Posterior/Inferior neighbour.
+Everything here works on arrays; nothing opens a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+# Confidence/probability codes: uint8 value v means v / CONF_SCALE; CONF_NODATA marks voxels
+# with no prediction (invalid input). Written with scaling (1, 0), so viewers show the raw
+# 0..254 codes; the JSON sidecar states the encoding.
+CONF_SCALE = 254
+CONF_NODATA = 255
+
+# Spacings within this relative tolerance count as equal (header zooms are float32).
+_ZOOM_RTOL = 1e-3
+
+
+def default_slice_axis(zooms: Sequence[float]) -> int:
+    """The through-plane axis: the coarsest spacing; ties go to the last such axis.
+
+    (0.7, 0.7, 5.0) -> 2; (3.0, 1.0, 1.0) -> 0; isotropic -> 2 (axial in RAS+).
+    """
+    z = [float(v) for v in zooms[:3]]
+    top = max(z)
+    return max(i for i, v in enumerate(z) if v >= top * (1 - _ZOOM_RTOL))
+
+
+def plane_shape(shape: Sequence[int], axis: int) -> tuple[int, int]:
+    """(H, W) of a slice along ``axis``."""
+    rest = [int(s) for i, s in enumerate(shape[:3]) if i != axis]
+    return rest[0], rest[1]
+
+
+def context_indices(indices: Sequence[int] | np.ndarray, context: int, n_slices: int) -> np.ndarray:
+    """(n, context) slice indices, centred on ``indices``, clamped to [0, n_slices)."""
+    if context < 1 or context % 2 == 0:
+        raise ValueError(f"context must be an odd number >= 1, got {context}")
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= n_slices):
+        raise IndexError(f"slice indices {idx.min()}..{idx.max()} outside 0..{n_slices - 1}")
+    offsets = np.arange(context) - context // 2
+    return np.clip(idx[:, None] + offsets[None, :], 0, n_slices - 1)
+
+
+def slab(data: np.ndarray, axis: int, indices: Sequence[int] | np.ndarray, context: int = 1) -> np.ndarray:
+    """Slices ``indices`` along ``axis`` with 2.5D context: a new (n, context, H, W) float32 array.
+
+    Memory is that of the slab only; the volume is never copied. The result is what the
+    2D engine takes as (N, C * context, H, W) with C = 1.
+    """
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    ctx = context_indices(indices, context, data.shape[axis])
+    taken = np.take(data, ctx.reshape(-1), axis=axis)  # the slab, axis A still in place
+    out = np.ascontiguousarray(np.moveaxis(taken, axis, 0), dtype=np.float32)
+    return out.reshape(ctx.shape + plane_shape(data.shape, axis))
+
+
+def slab_valid(valid: np.ndarray | None, shape: Sequence[int], axis: int,
+               indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """(n, H, W) bool validity of the centre slices (all True when ``valid`` is None)."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if valid is None:
+        return np.ones((idx.size,) + plane_shape(shape, axis), dtype=bool)
+    return np.ascontiguousarray(np.moveaxis(np.take(valid, idx, axis=axis), axis, 0))
+
+
+def batches(n_slices: int, size: int) -> Iterator[np.ndarray]:
+    """Consecutive slice-index batches of at most ``size`` covering 0..n_slices-1 once."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    for start in range(0, n_slices, size):
+        yield np.arange(start, min(start + size, n_slices))
+
+
+def encode_unit(p: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities/confidences in [0, 1] -> uint8 codes 0..254; 255 where invalid or NaN."""
+    p = np.asarray(p, dtype=np.float32)
+    out = np.rint(np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0) * CONF_SCALE).astype(np.uint8)
+    bad = np.isnan(p) if valid is None else (~valid | np.isnan(p))
+    out[bad] = CONF_NODATA
+    return out
+
+
+class SliceAssembler:
+    """Collects predicted 2D slices into a canonical-order volume, checking every slice came.
+
+    Args:
+        shape: canonical volume shape.
+        axis: the slicing axis the slices were cut along.
+        dtype: output dtype (uint8 labels or confidence codes; uint16 past 255 labels).
+        fill: initial value (0 = background; use CONF_NODATA for confidence volumes).
+    """
+
+    def __init__(self, shape: Sequence[int], axis: int, dtype: np.dtype | type = np.uint8, fill: int = 0):
+        self.shape = tuple(int(s) for s in shape)
+        self.axis = axis
+        self._out = np.full(self.shape, fill, dtype=dtype)
+        self._seen = np.zeros(self.shape[axis], dtype=bool)
+
+    def put(self, indices: Sequence[int] | np.ndarray, slices: np.ndarray) -> None:
+        """Store (n, H, W) slices at slice ``indices`` along the axis."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        expected = (idx.size,) + plane_shape(self.shape, self.axis)
+        if tuple(slices.shape) != expected:
+            raise ValueError(f"expected slices of shape {expected}, got {slices.shape}")
+        view = np.moveaxis(self._out, self.axis, 0)
+        view[idx] = slices
+        self._seen[idx] = True
+
+    @property
+    def missing(self) -> np.ndarray:
+        """Slice indices not yet put."""
+        return np.flatnonzero(~self._seen)
+
+    def result(self) -> np.ndarray:
+        """The assembled canonical volume; raises if a slice is missing."""
+        if self.missing.size:
+            raise RuntimeError(f"{self.missing.size} of {self.shape[self.axis]} slices were never put "
+                               f"(first: {self.missing[:5].tolist()})")
+        return self._out
