@@ -12,6 +12,7 @@ Queues are bounded, so memory stays ``O(tile x width)`` whatever the scene heigh
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -118,6 +119,7 @@ def segment_scene(
 ) -> SceneResult:
     """Segment one raster and write its outputs and ``record.json`` under ``out_root/<name>/``."""
     input_path, out_root = Path(input_path), Path(out_root)
+    bound_gdal_cache()
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat()
     with warnings.catch_warnings(record=True) as caught:
@@ -138,6 +140,17 @@ def segment_scene(
     record = _record(input_path, input_sha, info, model, s, scene_dir, outputs, timings, facts, msgs, started)
     write_json_atomic(scene_dir / RECORD_NAME, record)
     return SceneResult(input_path, scene_dir, outputs, record, msgs)
+
+
+# GDAL's block cache defaults to 5% of RAM and fills with every block read or written, so
+# left alone it grows with the scene. GDAL reads the limit once, at its first raster I/O
+# in the process; a user's own GDAL_CACHEMAX wins.
+GDAL_CACHE_MB = 256
+
+
+def bound_gdal_cache() -> None:
+    """Cap GDAL's block cache (memory must not grow with the scene)."""
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
 
 
 def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:
@@ -293,8 +306,8 @@ class _SceneRun:
                                time.perf_counter() - t0))
 
     def _strips(self, reader: StripReader) -> Iterator[Any]:
-        """Strips of grid rows, read ahead in a background thread (bounded queue of 2)."""
-        q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        """Strips of grid rows, read ahead in a background thread (one strip queued ahead)."""
+        q: queue.Queue[Any] = queue.Queue(maxsize=1)
         stop = threading.Event()
 
         def produce() -> None:

@@ -24,6 +24,8 @@ from .tiling import Tile, TileGrid
 # Probabilities are stored as uint8 0..254 (value / 254); 255 is the nodata value.
 PROB_SCALE = 254
 PROB_NODATA = 255
+# Finished rows are reduced this many columns at a time: bounds the temporaries of very wide scenes.
+FINALISE_COLUMNS = 4096
 
 
 @dataclass(frozen=True)
@@ -116,25 +118,27 @@ class StreamingStitcher:
         return band
 
     def _finalise(self, acc: torch.Tensor, wsum: torch.Tensor, row0: int) -> RowBand:
-        valid = wsum > 0
-        probs = acc / torch.where(valid, wsum, torch.ones_like(wsum))
-        conf, labels = probs.max(dim=0)
-        labels = torch.where(valid, labels, torch.full_like(labels, self.nodata)).to(self.label_dtype)
-        ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=0)
-        entropy_sum = float((ent * valid).sum())
-        conf_u8 = probs_u8 = None
-        if self.want_conf:
-            conf_u8 = _to_u8(conf, valid).cpu().numpy()
-        if self.want_probs:
-            probs_u8 = _to_u8(probs, valid).cpu().numpy()
-        return RowBand(
-            row0=row0,
-            labels=labels.cpu().numpy(),
-            valid=valid.cpu().numpy(),
-            confidence=conf_u8,
-            probabilities=probs_u8,
-            entropy_sum=entropy_sum,
-        )
+        """Divide, argmax and quantise finished rows, in column chunks so temporaries stay small."""
+        h, width = wsum.shape
+        labels = np.empty((h, width), np.uint8 if self.label_dtype == torch.uint8 else np.int32)
+        valid = np.empty((h, width), bool)
+        conf = np.empty((h, width), np.uint8) if self.want_conf else None
+        probs_u8 = np.empty((self.k, h, width), np.uint8) if self.want_probs else None
+        entropy = torch.zeros((), dtype=torch.float64, device=self.device)
+        for x0 in range(0, width, FINALISE_COLUMNS):
+            x1 = min(x0 + FINALISE_COLUMNS, width)
+            ws = wsum[:, x0:x1]
+            ok = ws > 0
+            p = acc[:, :, x0:x1] / torch.where(ok, ws, torch.ones_like(ws))
+            c, lab = p.max(dim=0)
+            labels[:, x0:x1] = torch.where(ok, lab, torch.full_like(lab, self.nodata)).to(self.label_dtype).cpu().numpy()
+            valid[:, x0:x1] = ok.cpu().numpy()
+            entropy += torch.special.entr(p).sum(dim=0).mul_(ok).sum(dtype=torch.float64)
+            if conf is not None:
+                conf[:, x0:x1] = _to_u8(c, ok).cpu().numpy()
+            if probs_u8 is not None:
+                probs_u8[:, :, x0:x1] = _to_u8(p, ok).cpu().numpy()
+        return RowBand(row0, labels, valid, conf, probs_u8, float(entropy))
 
 
 def _to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

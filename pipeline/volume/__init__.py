@@ -11,12 +11,12 @@
 
 from .io import Volume, iter_volumes, read_volume
 from .orient import CANONICAL, Orientation, orientation_of
-from .slicing import SliceAssembler, default_slice_axis, encode_unit, slab, slab_valid
+from .slicing import SliceAssembler, default_slice_axis, encode_unit, slab, slab_planes, slab_valid
 from .stats import LabelVolumes, label_volumes
 from .write import compare_geometry, write_label_volume
 
 __all__ = [
     "CANONICAL", "LabelVolumes", "Orientation", "SliceAssembler", "Volume", "compare_geometry",
     "default_slice_axis", "encode_unit", "iter_volumes", "label_volumes", "orientation_of",
-    "read_volume", "slab", "slab_valid", "write_label_volume",
+    "read_volume", "slab", "slab_planes", "slab_valid", "write_label_volume",
 ]

@@ -94,7 +94,8 @@ def write_label_volume(path: str | os.PathLike, data: np.ndarray, vol: Volume, *
         raise ValueError(f"expected a canonical array of shape {vol.shape}, got {data.shape}")
     final = output_path(path)
     dtype, n_labels = _output_dtype(data, kind, label_names)
-    source = np.ascontiguousarray(vol.orientation.to_source(data), dtype=dtype)
+    # Fortran order is NIfTI's on-disk order: nibabel then writes it without another copy.
+    source = np.asfortranarray(vol.orientation.to_source(data), dtype=dtype)
     header = _output_header(vol, dtype, kind, n_labels, description)
     klass = nib.Nifti2Image if isinstance(vol.header, nib.Nifti2Header) else nib.Nifti1Image
     img = klass(source, vol.affine, header)

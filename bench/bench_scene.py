@@ -1,0 +1,160 @@
+"""End-to-end vs model-only throughput of one scene, and peak memory.
+
+    python bench/bench_scene.py --size 2048                    # CPU, resnet34 U-Net
+    python bench/bench_scene.py --size 20000 --model tiny      # memory: 20k x 20k, cheap model
+    python bench/bench_scene.py --size 16384 --device cuda     # GPU
+
+Both figures are *scene* Mpix/s (scene pixels / seconds) measured in the same run:
+model-only runs the same model, with the same tile/overlap/batch settings, on as many
+tiles as the scene needs, from tensors already on the device; end-to-end is
+``segment_scene`` from the GeoTIFF on disk to a validated COG (reading, normalising,
+stitching, writing, overviews and input hashing included). The end-to-end run happens
+in a child process so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_model(kind: str, encoder: str, bands: int, classes: int):
+    import torch
+
+    if kind == "tiny":  # memory benchmark: a 1x1 conv, so the engine (not the model) dominates
+        torch.manual_seed(0)
+        return torch.nn.Conv2d(bands, classes, 1)
+    from models.unet import build_model
+
+    torch.manual_seed(0)
+    return build_model(encoder=encoder, in_channels=bands, out_channels=classes).eval()
+
+
+def handle(args):
+    from dataclasses import dataclass
+
+    import torch
+
+    from pipeline.spec import ModelSpec, Normalization
+
+    @dataclass
+    class Handle:
+        module: torch.nn.Module
+        spec: ModelSpec
+        sha256: str = "bench"
+        path: Path = Path("bench-model")
+
+    names = ("background", "water", "vegetation", "built")
+    spec = ModelSpec(args.bands, tuple(range(1, args.bands + 1)), names, tile=args.tile, overlap=args.overlap,
+                     normalization=Normalization(kind="scale", factor=1e-4))
+    return Handle(make_model(args.model, args.encoder, args.bands, len(names)), spec)
+
+
+def settings(args):
+    from pipeline.settings import RunSettings
+
+    return RunSettings(device=args.device, batch_size=args.batch_size, workers=args.workers,
+                       tile=args.tile, overlap=args.overlap)
+
+
+def end_to_end(args) -> None:
+    """Child process: run the engine once, print one JSON line."""
+    from pipeline.scene import segment_scene
+
+    h = handle(args)
+    t = time.perf_counter()
+    res = segment_scene(args.scene, h, args.out, settings(args))
+    dt = time.perf_counter() - t
+    out = dict(seconds=dt, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               tiles=res.record["facts"]["tiles_total"] - res.record["facts"]["tiles_skipped"],
+               timings=res.record["timings"], facts=res.record["facts"])
+    print("RESULT " + json.dumps(out))
+
+
+def model_only(args, tiles: int) -> float:
+    import torch
+
+    from pipeline.infer import Predictor, resolve_device
+
+    h = handle(args)
+    dev = resolve_device(args.device)
+    pred = Predictor(h.module, h.spec, dev)
+    x = torch.rand(args.batch_size, args.bands, args.tile, args.tile, device=dev)
+    for _ in range(2):
+        pred(x)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    n = 0
+    while n < tiles:
+        b = min(args.batch_size, tiles - n)
+        p = pred(x[:b])
+        p.argmax(1)  # the model's own output reduction, as the stitcher does at minimum
+        n += b
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=2048, help="scene side in pixels")
+    ap.add_argument("--bands", type=int, default=4)
+    ap.add_argument("--encoder", default="resnet34")
+    ap.add_argument("--model", choices=["unet", "tiny"], default="unet")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        end_to_end(args)
+        return
+
+    from data.synthetic import write_scene
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="segpipe-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    scene = work / f"scene_{args.size}.tif"
+    if not scene.exists():
+        t = time.perf_counter()
+        write_scene(scene, args.size, args.size, bands=args.bands, dtype="uint16", seed=7)
+        print(f"wrote {scene} ({args.size} x {args.size} x {args.bands} uint16) in {time.perf_counter() - t:.1f} s")
+    cmd = [sys.executable, __file__, "--child", "--scene", str(scene), "--out", str(work / "out")]
+    for k in ("bands", "encoder", "model", "tile", "overlap", "batch_size", "workers", "device"):
+        cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
+    e2e = json.loads(line[0][7:])
+    mo = model_only(args, e2e["tiles"])
+    mpix = args.size * args.size / 1e6
+    e2e_rate, mo_rate = mpix / e2e["seconds"], mpix / mo
+    print(json.dumps({"timings": e2e["timings"], "facts": e2e["facts"]}, indent=None))
+    print(f"scene {args.size}x{args.size}x{args.bands} uint16, {args.model}/{args.encoder}, tile {args.tile}, "
+          f"overlap {args.overlap}, batch {args.batch_size}, device {e2e['facts']['device']} "
+          f"({e2e['facts']['precision']}), {e2e['tiles']} tiles")
+    print(f"model-only  {mo_rate:8.2f} Mpix/s  ({mo:.1f} s)")
+    print(f"end-to-end  {e2e_rate:8.2f} Mpix/s  ({e2e['seconds']:.1f} s)")
+    print(f"ratio       {e2e_rate / mo_rate:8.3f}")
+    print(f"peak RSS    {e2e['peak_rss_mb']:8.0f} MiB (end-to-end process)")
+
+
+if __name__ == "__main__":
+    main()
