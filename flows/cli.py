@@ -17,6 +17,7 @@ from pipeline.errors import SegpipeError
 # Modules that add sub-commands (each has ``register(subparsers)``), in help order.
 COMMAND_MODULES = (
     "flows.cli_run",
+    "flows.cli_report",
     "flows.cli_batch",
     "flows.cli_deploy",
     "models.cli",

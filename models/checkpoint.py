@@ -17,7 +17,6 @@ Loading never unpickles anything: safetensors stores raw tensor bytes behind a J
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
@@ -35,6 +34,7 @@ from safetensors.torch import save_file
 
 import pipeline
 from pipeline.errors import CheckpointError, ConfigError, OutputError
+from pipeline.record import file_sha256  # re-exported: models.checkpoint.file_sha256
 from pipeline.spec import ModelSpec, Normalization, default_colors
 
 from .unet import build_model, check_state_dict, count_parameters, pick_prefix, read_state_dict
@@ -84,15 +84,6 @@ class LoadedModel:
     path: Path
     arch: str
     encoder: str
-
-
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks so memory stays flat."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(

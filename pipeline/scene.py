@@ -29,6 +29,7 @@ import torch
 from .errors import InputError, OutputError, SegpipeWarning
 from .infer import Predictor, resolve_device
 from .normalize import NormStats, apply_torch, stats_for
+from .qa import QAThresholds, SceneQA, finalize_scene_qa
 from .raster.read import RasterInfo, StripReader, open_raster
 from .raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec
 from .record import RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, versions, write_json_atomic
@@ -116,8 +117,14 @@ def segment_scene(
     *,
     progress: ProgressFn | None = None,
     observers: Sequence[RowObserver] = (),
+    qa: bool = True,
+    qa_thresholds: QAThresholds | None = None,
 ) -> SceneResult:
-    """Segment one raster and write its outputs and ``record.json`` under ``out_root/<name>/``."""
+    """Segment one raster and write its outputs, QA report and ``record.json`` under ``out_root/<name>/``.
+
+    QA statistics are gathered from the streamed rows (a :class:`~pipeline.qa.SceneQA`
+    observer); ``qa.json`` and ``qa.html`` are written after the outputs, before the record.
+    """
     input_path, out_root = Path(input_path), Path(out_root)
     bound_gdal_cache()
     t0 = time.perf_counter()
@@ -131,6 +138,10 @@ def segment_scene(
         s = settings.resolved(model.spec)
         hasher = _Background(file_sha256, input_path)
         run = _SceneRun(info, model, s, scene_dir, progress, observers)
+        scene_qa = None
+        if qa:
+            scene_qa = SceneQA.for_scene(info, run.grid, model.spec.class_names, model.spec.colors(), threaded=True)
+            run.observers = [*observers, scene_qa]
         outputs, timings, facts = run.execute()
         input_sha = hasher.result()
     msgs = [str(w.message) for w in caught if issubclass(w.category, SegpipeWarning)]
@@ -138,6 +149,8 @@ def segment_scene(
         warnings.warn(m, SegpipeWarning, stacklevel=2)
     timings["total_s"] = time.perf_counter() - t0
     record = _record(input_path, input_sha, info, model, s, scene_dir, outputs, timings, facts, msgs, started)
+    if scene_qa is not None:
+        attach_qa(record, scene_qa, scene_dir, outputs, qa_thresholds)
     write_json_atomic(scene_dir / RECORD_NAME, record)
     return SceneResult(input_path, scene_dir, outputs, record, msgs)
 
@@ -151,6 +164,23 @@ GDAL_CACHE_MB = 256
 def bound_gdal_cache() -> None:
     """Cap GDAL's block cache (memory must not grow with the scene)."""
     os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+
+
+def attach_qa(record: dict[str, Any], scene_qa: SceneQA, scene_dir: Path, outputs: dict[str, Path],
+              thresholds: QAThresholds | None) -> None:
+    """Write qa.json + qa.html and note the verdict in the record.
+
+    A bug in QA must never lose a night's segmentation: its failure is recorded, not raised.
+    """
+    t = time.perf_counter()
+    try:
+        result = finalize_scene_qa(scene_qa, scene_dir=scene_dir, record=record, outputs=outputs,
+                                   thresholds=thresholds)
+        record["qa"] = result.record_entry()
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        log.exception("QA of %s failed", scene_dir)
+        record["qa"] = {"verdict": None, "error": f"{type(exc).__name__}: {exc}"}
+    record["timings"]["qa_s"] = time.perf_counter() - t
 
 
 def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:
@@ -239,7 +269,7 @@ class _SceneRun:
         stitcher = StreamingStitcher(
             self.grid, self.spec.num_classes, self.s.blend,
             self.device, nodata=self.nodata, label_dtype=self.label_dtype,
-            confidence="confidence" in sinks, probabilities="probabilities" in sinks,
+            confidence=True, probabilities="probabilities" in sinks,  # confidence feeds QA too
         )
         reader = StripReader(self.info, self.s.workers)
         writer = _Writer(sinks, self.observers)

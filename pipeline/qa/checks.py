@@ -38,7 +38,8 @@ class CheckContext:
         self.outputs = {k: Path(v) for k, v in outputs.items()}
 
     def rasters(self) -> dict[str, Path]:
-        return {k: p for k, p in self.outputs.items() if p.suffix.lower() in (".tif", ".tiff")}
+        """GeoTIFF outputs that exist (a missing one is the ``complete`` check's finding)."""
+        return {k: p for k, p in self.outputs.items() if p.suffix.lower() in (".tif", ".tiff") and p.is_file()}
 
 
 def check_complete(ctx: CheckContext) -> CheckResult:

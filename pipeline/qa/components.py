@@ -71,14 +71,17 @@ class StreamingComponents:
         self._shifts = list(itertools.product(r, repeat=self.ndim - 1))
         self._summary = [ComponentSummary() for _ in range(self.num_classes)]
 
-    def update(self, labels: np.ndarray) -> None:
-        """Add the next band (class ids; values >= num_classes, e.g. nodata 255, are ignored)."""
+    def update(self, labels: np.ndarray, present: np.ndarray | None = None) -> None:
+        """Add the next band (class ids; values >= num_classes, e.g. nodata 255, are ignored).
+
+        ``present`` (bool per class), when the caller already counted the band, saves a pass.
+        """
         if labels.ndim != self.ndim:
             raise ValueError(f"expected a {self.ndim}-d band, got shape {labels.shape}")
         if self._closed:
             raise ValueError("components already closed; no more bands can be added")
-        present = np.zeros(self.num_classes + 1, dtype=bool)
-        present[np.minimum(np.unique(labels), self.num_classes)] = True
+        if present is None:
+            present = np.bincount(np.minimum(labels, self.num_classes).ravel(), minlength=self.num_classes + 1) > 0
         for c in range(self.num_classes):
             if present[c] or c in self._open:
                 self._update_class(c, labels == c)

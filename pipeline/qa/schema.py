@@ -123,9 +123,9 @@ class ClassStats(_Model):
     area_m2: float | None = None
     area_ha: float | None = None
     volume_ml: float | None = None
-    components: int
-    largest_component: int = Field(description="pixels/voxels of the largest connected component")
-    largest_touches_border: bool
+    components: int | None = Field(None, description="connected components (None: not counted)")
+    largest_component: int | None = Field(None, description="pixels/voxels of the largest connected component")
+    largest_touches_border: bool | None = None
     touches_border: bool = Field(description="some pixel of the class lies on the image edge (may be truncated)")
     touches_nodata: bool = Field(description="some pixel of the class borders nodata (may be truncated)")
     mean_confidence: float | None = None

@@ -9,6 +9,8 @@ grids, so QA memory does not grow with the scene.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -64,20 +66,26 @@ class SceneQA:
         depth: number of slices for a volume (None: a 2D scene).
         colors: RGB per class, for the report.
         connectivity: neighbourhood for connected components.
+        components: count connected components (the costliest statistic: one
+            ``ndimage.label`` per class and band; off, components are reported as unknown).
         thumb_side: longest side of the streamed label/confidence thumbnails.
+        threaded: do the work in a thread of its own, so the engine's writer thread only
+            hands bands over (a bounded queue of 4 keeps memory flat).
     """
 
     def __init__(self, class_names: tuple[str, ...] | list[str], height: int, width: int,
                  grid: TileGrid | None = None, area: PixelArea | None = None, *, depth: int | None = None,
                  colors: list[tuple[int, int, int]] | None = None, connectivity: Connectivity = "face",
-                 thumb_side: int = 512) -> None:
+                 components: bool = True, thumb_side: int = 512, threaded: bool = False) -> None:
         self.class_names = list(class_names)
         self.colors = [list(c) for c in colors] if colors else []
         self.k = len(self.class_names)
         self.height, self.width, self.depth = height, width, depth
         self.kind: Literal["scene", "volume"] = "scene" if depth is None else "volume"
         self.area = area or PixelArea("pixel", None, True, "no pixel size given")
-        self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity)
+        self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity) if components else None
+        self.touches_edge = np.zeros(self.k, dtype=bool)
+        self._worker = _Worker(self._observe_band) if threaded else None
         self.seams = SeamAccumulator(grid) if grid is not None else None
         self.counts = np.zeros(self.k, dtype=np.int64)
         self.area_m2 = np.zeros(self.k, dtype=np.float64)
@@ -94,10 +102,11 @@ class SceneQA:
             th, tw = self._thumb
             self._thumb_rows = ((np.arange(th) + 0.5) * height / th).astype(np.int64)
             self._thumb_cols = ((np.arange(tw) + 0.5) * width / tw).astype(np.int64)
-            self._col_bin = (np.arange(width) * tw // width).astype(np.int64)
+            col_bin = np.arange(width) * tw // width
+            self._col_starts = np.flatnonzero(np.r_[True, col_bin[1:] != col_bin[:-1]])
             self.label_thumb = np.full((th, tw), 255, dtype=np.uint8)
-            self._conf_sum = np.zeros(th * tw, dtype=np.float64)
-            self._conf_n = np.zeros(th * tw, dtype=np.int64)
+            self._conf_sum = np.zeros((th, tw), dtype=np.float64)
+            self._conf_n = np.zeros((th, tw), dtype=np.int64)
 
     @classmethod
     def for_scene(cls, info: Any, grid: TileGrid, class_names: tuple[str, ...],
@@ -120,17 +129,24 @@ class SceneQA:
 
     def observe(self, row0: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None = None,
                 entropy_sum: float = 0.0) -> None:
-        """Rows ``[row0, row0 + h)`` of a scene, in order."""
+        """Rows ``[row0, row0 + h)`` of a scene, in order (arrays must not be modified afterwards)."""
         if self.kind != "scene":
             raise ValueError("a volume's QA takes slices: use observe_slice()")
         if row0 != self._next:
             raise ValueError(f"rows must arrive in order: got row {row0}, expected {self._next}")
+        self._next = row0 + labels.shape[0]
+        if self._worker is not None:
+            self._worker.put((row0, labels, valid, confidence, entropy_sum))
+        else:
+            self._observe_band(row0, labels, valid, confidence, entropy_sum)
+
+    def _observe_band(self, row0: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None,
+                      entropy_sum: float) -> None:
         t = time.perf_counter()
         self._accumulate(labels, valid, confidence, entropy_sum, row0)
         if self.seams is not None:
             self.seams.update(row0, labels, valid)
         self._thumbs(row0, labels, valid, confidence)
-        self._next = row0 + labels.shape[0]
         self.busy_s += time.perf_counter() - t
 
     def observe_slice(self, index: int, labels: np.ndarray, valid: np.ndarray,
@@ -140,21 +156,30 @@ class SceneQA:
             raise ValueError("a scene's QA takes row bands: use observe() or pass the observer to segment_scene")
         if index != self._next:
             raise ValueError(f"slices must arrive in order: got slice {index}, expected {self._next}")
+        self._next = index + 1
+        if self._worker is not None:
+            self._worker.put((index, labels, valid, confidence, entropy_sum))
+        else:
+            self._observe_slice(index, labels, valid, confidence, entropy_sum)
+
+    def _observe_slice(self, index: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None,
+                       entropy_sum: float) -> None:
         t = time.perf_counter()
         self._accumulate(labels[None], valid[None], None if confidence is None else confidence[None],
-                         entropy_sum, 0)
+                         entropy_sum, index)
         if self.seams is not None:
             self.seams.new_plane()
             self.seams.update(0, labels, valid)
-        self._next = index + 1
         self.busy_s += time.perf_counter() - t
 
     def _accumulate(self, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None,
                     entropy_sum: float, row0: int) -> None:
+        """One band (h, W) of a scene from row ``row0``, or one slice (1, H, W) with index ``row0``."""
         k = self.k
-        lab = np.where(valid, labels, k).astype(np.int64)  # k = "not a class"
-        lab = np.minimum(lab, k)
-        self.counts += np.bincount(lab.ravel(), minlength=k + 1)[:k]
+        # Class ids with every invalid or out-of-range pixel mapped to k ("not a class").
+        lab = np.where(valid, np.minimum(labels, k), k).astype(np.uint8 if k < 255 else np.int64)
+        band_counts = np.bincount(lab.ravel(), minlength=k + 1)
+        self.counts += band_counts[:k]
         if self.area.varies_by_row:  # geographic: each row its own pixel area (scene rows only)
             h = labels.shape[0]
             per_row = np.bincount((lab + (k + 1) * np.arange(h)[:, None]).ravel(), minlength=h * (k + 1))
@@ -162,13 +187,28 @@ class SceneQA:
         if conf is not None:
             if self.conf_joint is None:
                 self.conf_joint = np.zeros((k, 256), dtype=np.int64)
-            idx = lab * 256 + conf.astype(np.int64)
+            idx = lab.astype(np.int32) * 256 + conf
             self.conf_joint += np.bincount(idx.ravel(), minlength=(k + 1) * 256).reshape(k + 1, 256)[:k]
         self.entropy_sum += float(entropy_sum)
-        self.valid_pixels += int(valid.sum())
+        self.valid_pixels += int(np.count_nonzero(valid))
         self.total_pixels += valid.size
         self._nodata_contact(lab, valid)
-        self.components.update(lab)
+        self._edges(lab, row0)
+        if self.components is not None:
+            self.components.update(lab, present=band_counts[:k] > 0)
+
+    def _edges(self, lab: np.ndarray, row0: int) -> None:
+        """Flag classes on the image edge: plane sides of every band, first and last plane.
+
+        ``row0`` is the band's first row (scenes) or the slice index (volumes).
+        """
+        parts = [np.take(lab, i, axis=a).ravel() for a in range(1, lab.ndim) for i in (0, -1)]
+        last = (self.height if self.kind == "scene" else self.depth) - 1
+        if row0 == 0:
+            parts.append(lab[0].ravel())
+        if row0 + lab.shape[0] - 1 == last:
+            parts.append(lab[-1].ravel())
+        self._flag(np.concatenate(parts), self.touches_edge)
 
     def _nodata_contact(self, lab: np.ndarray, valid: np.ndarray) -> None:
         """Flag classes with a pixel next to nodata (face neighbours, across bands too)."""
@@ -186,14 +226,14 @@ class SceneQA:
         if self._prev is not None:
             prev_lab, prev_valid = self._prev
             near[0] |= ~prev_valid
-            self._flag(prev_lab[inv[0]])
-        self._flag(lab[near & valid])
+            self._flag(prev_lab[inv[0]], self.touches_nodata)
+        self._flag(lab[near & valid], self.touches_nodata)
         self._prev = (lab[-1].copy(), valid[-1].copy())
 
-    def _flag(self, labs: np.ndarray) -> None:
+    def _flag(self, labs: np.ndarray, flags: np.ndarray) -> None:
         if labs.size:
-            hit = np.unique(labs)
-            self.touches_nodata[hit[hit < self.k]] = True
+            hit = np.flatnonzero(np.bincount(labs, minlength=self.k + 1)[: self.k])
+            flags[hit] = True
 
     def _thumbs(self, row0: int, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None) -> None:
         h = labels.shape[0]
@@ -201,12 +241,14 @@ class SceneQA:
         if sel.any():
             rows = self._thumb_rows[sel] - row0
             self.label_thumb[sel] = np.where(valid[rows][:, self._thumb_cols], labels[rows][:, self._thumb_cols], 255)
-        if conf is not None:
-            th, tw = self._thumb
-            row_bin = (np.arange(row0, row0 + h) * th // self.height)
-            idx = (row_bin[:, None] * tw + self._col_bin[None, :])[valid]
-            self._conf_sum += np.bincount(idx, weights=conf[valid].astype(np.float64), minlength=th * tw)
-            self._conf_n += np.bincount(idx, minlength=th * tw)
+        if conf is not None and sel.any():
+            # Each thumbnail row: the mean over column blocks of its sampled image row (cheap, and
+            # unlike a nearest sample it does not alias the confidence's fine texture away).
+            rows = self._thumb_rows[sel] - row0
+            v = valid[rows]
+            vals = np.where(v, conf[rows], 0).astype(np.float64)
+            self._conf_sum[sel] = np.add.reduceat(vals, self._col_starts, axis=1)
+            self._conf_n[sel] = np.add.reduceat(v.astype(np.int64), self._col_starts, axis=1)
 
     # -- results -------------------------------------------------------------------------
     def result(self, low_confidence: float = 0.5, hist_bins: int = HIST_BINS) -> QAStats:
@@ -214,7 +256,9 @@ class SceneQA:
         expected = self.height if self.depth is None else self.depth
         if self._next != expected:
             raise ValueError(f"QA saw {self._next} of {expected} {'rows' if self.depth is None else 'slices'}")
-        comps = self.components.close()
+        if self._worker is not None:
+            self._worker.close()
+        comps = self.components.close() if self.components is not None else None
         valid = max(self.valid_pixels, 1)
         per_class_conf = self._class_confidence(low_confidence)
         classes = []
@@ -222,8 +266,10 @@ class SceneQA:
             classes.append(ClassStats(
                 index=c, name=name, color=self.colors[c] if c < len(self.colors) else [],
                 pixels=int(self.counts[c]), fraction=float(self.counts[c] / valid),
-                **self._class_size(c), components=comps[c].count, largest_component=comps[c].largest,
-                largest_touches_border=comps[c].largest_touches_edge, touches_border=comps[c].touches_edge,
+                **self._class_size(c), components=comps[c].count if comps else None,
+                largest_component=comps[c].largest if comps else None,
+                largest_touches_border=comps[c].largest_touches_edge if comps else None,
+                touches_border=bool(self.touches_edge[c]),
                 touches_nodata=bool(self.touches_nodata[c]), **per_class_conf[c],
             ))
         seams = None
@@ -279,4 +325,35 @@ class SceneQA:
             return None
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = self._conf_sum / self._conf_n
-        return np.where(self._conf_n > 0, mean / _CONF_SCALE, np.nan).reshape(self._thumb).astype(np.float32)
+        return np.where(self._conf_n > 0, mean / _CONF_SCALE, np.nan).astype(np.float32)
+
+
+class _Worker:
+    """One background thread applying ``fn`` to queued items in order; errors resurface on close/put."""
+
+    def __init__(self, fn: Any, depth: int = 4) -> None:
+        self.fn = fn
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="segpipe-qa", daemon=True)
+        self.thread.start()
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(item)
+
+    def _run(self) -> None:
+        while (item := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    self.fn(*item)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    self.error = exc
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join()
+        if self.error is not None:
+            raise self.error

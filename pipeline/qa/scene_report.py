@@ -1,0 +1,119 @@
+"""The one call at the end of a scene: checks, pictures, verdict, ``qa.json`` + ``qa.html``.
+
+``segment_scene`` (and the volume path) call :func:`finalize_scene_qa` after the
+outputs are finished and before ``record.json`` is written, so a scene with a record
+always has its QA report beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..record import write_json_atomic
+from .build import build_report
+from .checks import CheckContext, ExtraCheck, run_checks
+from .html import scene_html
+from .read import read_decimated
+from .schema import QA_HTML, QA_JSON, QAReport, QAThresholds
+from .stats import QAStats, SceneQA
+from .thumbs import confidence_image, data_uri, label_image, overlay, plane_overlays, png_bytes, stretch
+from .verdict import decide
+
+log = logging.getLogger(__name__)
+
+Plane = tuple[np.ndarray, np.ndarray]  # (grey image, labels), one slice of a volume
+
+
+@dataclass(frozen=True)
+class QAResult:
+    report: QAReport
+    json_path: Path
+    html_path: Path
+
+    @property
+    def verdict(self) -> str:
+        return self.report.verdict.status
+
+    def record_entry(self) -> dict[str, Any]:
+        """What ``record.json`` keeps about QA (the full report is in ``qa.json``)."""
+        return {"verdict": self.verdict, "reasons": [r.message for r in self.report.verdict.reasons
+                                                      if r.severity != "info"],
+                "json": self.json_path.name, "html": self.html_path.name}
+
+
+def finalize_scene_qa(qa: SceneQA, *, scene_dir: str | Path, record: Mapping[str, Any],
+                      outputs: Mapping[str, str | Path], thresholds: QAThresholds | None = None,
+                      input_path: str | Path | None = None, checks: tuple[str, ...] | None = None,
+                      extra_checks: Mapping[str, ExtraCheck] | None = None,
+                      planes: Mapping[str, Plane] | None = None) -> QAResult:
+    """Close ``qa``, check the outputs, draw the pictures, decide and write the report.
+
+    Args:
+        qa: the accumulator that observed every row band (or slice).
+        scene_dir: the scene's output folder; ``qa.json`` and ``qa.html`` go there.
+        record: the record as built so far (input, model, settings, timings, facts, warnings).
+        outputs: output name -> path (as ``segment_scene`` produced them).
+        thresholds: the job's ``QAThresholds`` (defaults when None).
+        input_path: the input file (default: ``record["input"]["path"]``).
+        checks: names from ``pipeline.qa.checks.CHECKS`` to run (default: all).
+        extra_checks: further checks, e.g. ``{"nifti_header": fn}`` from the volume path.
+        planes: volumes: plane name -> (grey slice, label slice) for the overlays.
+    """
+    t0 = time.perf_counter()
+    th = thresholds or QAThresholds()
+    scene_dir = Path(scene_dir)
+    input_path = Path(input_path or record.get("input", {}).get("path", ""))
+    outs = {k: Path(v) if Path(v).is_absolute() else scene_dir / v for k, v in outputs.items()}
+    stats = qa.result(low_confidence=th.low_confidence)
+    results = run_checks(CheckContext(input_path, scene_dir, outs), checks, extra_checks)
+    images = _scene_images(stats, input_path, record, qa.colors) if planes is None else \
+        plane_overlays(planes, qa.colors or record.get("model", {}).get("class_colors", []))
+    report = build_report(stats, record, results, scene_dir.name, outs, 0.0)
+    report = report.model_copy(update={"verdict": decide(report, th)})
+    perf = report.performance.model_copy(update={"qa_s": stats.observe_s + time.perf_counter() - t0})
+    report = report.model_copy(update={"performance": perf})
+    json_path = write_json_atomic(scene_dir / QA_JSON, report.model_dump(mode="json"))
+    html_path = write_text_atomic(scene_dir / QA_HTML, scene_html(report, images))
+    log.info("%s: QA %s (%d reason(s))", scene_dir.name, report.verdict.status, len(report.verdict.reasons))
+    return QAResult(report, json_path, html_path)
+
+
+def _scene_images(stats: QAStats, input_path: Path, record: Mapping[str, Any], colors: list[list[int]]
+                  ) -> dict[str, str]:
+    """Input with the mask overlaid, the mask alone, and confidence; all thumbnail-sized."""
+    if stats.label_thumb is None:
+        return {}
+    colors = colors or record.get("model", {}).get("class_colors", [])
+    labels = stats.label_thumb
+    images = {}
+    bands = list(record.get("input", {}).get("bands") or [1, 2, 3])[:3]
+    read = read_decimated(input_path, bands, labels.shape)
+    if read is not None:
+        base = stretch(*read)
+        images["input with mask overlaid"] = data_uri(png_bytes(overlay(base, labels, colors)))
+    images["mask"] = data_uri(png_bytes(label_image(labels, colors)))
+    if stats.confidence_thumb is not None:
+        images["confidence (max class probability)"] = data_uri(png_bytes(confidence_image(stats.confidence_thumb)))
+    return images
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` under a temporary name beside ``path``, then rename into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
