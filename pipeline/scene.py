@@ -36,7 +36,7 @@ from .record import RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, versi
 from .settings import RunSettings
 from .spec import ModelSpec
 from .stitch import PROB_NODATA, PROB_SCALE, RowBand, StreamingStitcher
-from .tiling import TileGrid
+from .tiling import Tile, TileGrid
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ def segment_scene(
         if qa:
             scene_qa = SceneQA.for_scene(info, run.grid, model.spec.class_names, model.spec.colors(), threaded=True)
             run.observers = [*observers, scene_qa]
+            run.input_observer = scene_qa.observe_input
         outputs, timings, facts = run.execute()
         input_sha = hasher.result()
     msgs = [str(w.message) for w in caught if issubclass(w.category, SegpipeWarning)]
@@ -158,7 +159,7 @@ def segment_scene(
 # GDAL's block cache defaults to 5% of RAM and fills with every block read or written, so
 # left alone it grows with the scene. GDAL reads the limit once, at its first raster I/O
 # in the process; a user's own GDAL_CACHEMAX wins.
-GDAL_CACHE_MB = 256
+GDAL_CACHE_MB = 128
 
 
 def bound_gdal_cache() -> None:
@@ -228,6 +229,8 @@ class _SceneRun:
         self.predictor = Predictor(model.module, self.spec, self.device, s.precision, s.tta)
         self.timings = dict(read_wait_s=0.0, infer_s=0.0, stitch_s=0.0, write_s=0.0, finalise_s=0.0)
         self.tiles_skipped = 0
+        self.unsigned_bits = _unsigned_bits(np.dtype(info.dtype))
+        self.input_observer: Callable[[int, np.ndarray, np.ndarray], None] | None = None
 
     # -- outputs -------------------------------------------------------------------------
     def _sinks(self) -> dict[str, GeoTiffSink]:
@@ -311,17 +314,27 @@ class _SceneRun:
     def _loop(self, reader: StripReader, stitcher: StreamingStitcher, writer: _Writer, norm: NormStats) -> None:
         t0 = time.perf_counter()
         done = 0
-        for row, strip in enumerate(self._strips(reader)):
-            for batch in self._batches(row, strip):
+        pool = _StripPool(self.info, self.grid, self.device)
+        for row, idx in enumerate(self._strips(reader, pool)):
+            data, valid = pool.data[idx], pool.valid[idx]
+            batches = list(self._batches(row, valid))  # decided on the host before the buffer is reused
+            if self.input_observer is not None:
+                self.input_observer(self.grid.row_offsets[row], data, valid)
+            strip = _raw_to_device(data, self.device)
+            strip_valid = torch.from_numpy(valid).to(self.device, non_blocking=True)
+            pool.uploaded(idx)  # on a GPU the host buffer is refilled as soon as the copy is done
+            for tiles in batches:
                 t = time.perf_counter()
-                probs = self.predictor(self._to_model_input(batch, norm))
+                x, vmask = self._to_model_input(strip, strip_valid, tiles, norm)
+                probs = self.predictor(x)
                 t2 = time.perf_counter()
-                for i, tile in enumerate(batch.tiles):
-                    stitcher.add(tile, probs[i], batch.valid_dev[i])
+                for i, tile in enumerate(tiles):
+                    stitcher.add(tile, probs[i], vmask[i])
                 self.timings["infer_s"] += t2 - t
                 self.timings["stitch_s"] += time.perf_counter() - t2
-                done += len(batch.tiles)
+                done += len(tiles)
                 self._report(done, row, t0)
+            pool.release(idx)
             t = time.perf_counter()
             band = stitcher.finish_row()
             self.timings["stitch_s"] += time.perf_counter() - t
@@ -335,27 +348,29 @@ class _SceneRun:
         self.progress(Progress(done, self.grid.n_tiles - self.tiles_skipped, rows, self.info.width,
                                time.perf_counter() - t0))
 
-    def _strips(self, reader: StripReader) -> Iterator[Any]:
-        """Strips of grid rows, read ahead in a background thread (one strip queued ahead)."""
-        q: queue.Queue[Any] = queue.Queue(maxsize=1)
+    def _strips(self, reader: StripReader, pool: _StripPool) -> Iterator[int]:
+        """Indices of filled strip buffers, one per grid row, read ahead in a background thread."""
+        ready: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
 
         def produce() -> None:
             try:
                 for y in self.grid.row_offsets:
-                    if stop.is_set():
+                    idx = pool.acquire(stop)
+                    if idx is None:
                         return
-                    q.put(reader.read(y, self.grid.read_h))
-                q.put(_DONE)
+                    reader.read_into(y, pool.data[idx], pool.valid[idx])
+                    ready.put(idx)
+                ready.put(_DONE)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-                q.put(exc)
+                ready.put(exc)
 
         th = threading.Thread(target=produce, name="segpipe-strips", daemon=True)
         th.start()
         try:
             while True:
                 t = time.perf_counter()
-                item = q.get()
+                item = ready.get()
                 self.timings["read_wait_s"] += time.perf_counter() - t
                 if item is _DONE:
                     return
@@ -364,64 +379,118 @@ class _SceneRun:
                 yield item
         finally:
             stop.set()
-            while th.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    th.join(0.05)
+            pool.wake()
+            th.join()
 
-    def _batches(self, row: int, strip: Any) -> Iterator[_Batch]:
-        tiles, arrays, valids = [], [], []
+    def _batches(self, row: int, valid: np.ndarray) -> Iterator[list[Tile]]:
+        """Tiles of grid row ``row`` that hold at least one valid pixel, in batches."""
+        tiles: list[Tile] = []
         for tile in self.grid.row_tiles(row):
             x, w = tile.window.col_off, tile.window.width
-            valid = strip.valid[:, x : x + w]
-            if not valid.any():
+            if not valid[:, x : x + w].any():
                 self.tiles_skipped += 1
                 continue
             tiles.append(tile)
-            arrays.append(self._pad(strip.data[:, :, x : x + w]))
-            valids.append(self._pad(valid[None])[0])
             if len(tiles) == self.s.batch_size:
-                yield _Batch(self, tiles, arrays, valids)
-                tiles, arrays, valids = [], [], []
+                yield tiles
+                tiles = []
         if tiles:
-            yield _Batch(self, tiles, arrays, valids)
+            yield tiles
 
-    def _pad(self, a: np.ndarray) -> np.ndarray:
-        """Reflect-pad a (C, h, w) window up to the network's tile shape (images smaller than a tile)."""
-        ph, pw = self.grid.tile_h - a.shape[1], self.grid.tile_w - a.shape[2]
-        if ph == 0 and pw == 0:
-            return a
-        mode = "reflect" if min(a.shape[1:]) > 1 else "edge"
-        return np.pad(a, ((0, 0), (0, ph), (0, pw)), mode=mode)
-
-    def _to_model_input(self, batch: _Batch, norm: NormStats) -> torch.Tensor:
-        x = _to_device_float(np.stack(batch.arrays), self.device)
+    def _to_model_input(self, strip: torch.Tensor, strip_valid: torch.Tensor, tiles: list[Tile],
+                        norm: NormStats) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cut tiles from the strip on the device, widen, pad, normalise; invalid pixels become 0."""
+        cols = [(t.window.col_off, t.window.width) for t in tiles]
+        x = _widen(torch.stack([strip[:, :, c : c + w] for c, w in cols]), self.unsigned_bits)
+        v = torch.stack([strip_valid[:, c : c + w] for c, w in cols])[:, None].float()
+        ph, pw = self.grid.tile_h - x.shape[2], self.grid.tile_w - x.shape[3]
+        if ph or pw:  # an image smaller than a tile: reflect-pad up to the network's shape
+            mode = "reflect" if ph < x.shape[2] and pw < x.shape[3] else "replicate"
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+            v = torch.nn.functional.pad(v, (0, pw, 0, ph), mode=mode)
         x = apply_torch(x, norm)
         # Invalid pixels become 0 after normalisation (the mean for meanstd): never raw nodata.
-        return x.mul_(batch.valid_dev[:, None])
+        return x.mul_(v), v[:, 0] > 0.5
 
 
-class _Batch:
-    def __init__(self, run: _SceneRun, tiles: list[Any], arrays: list[np.ndarray], valids: list[np.ndarray]) -> None:
-        self.tiles = tiles
-        self.arrays = arrays
-        self.valid_dev = torch.from_numpy(np.stack(valids)).to(run.device, non_blocking=True)
+# Host dtypes torch cannot hold travel bit-cast to the signed type of the same width and are
+# widened back on the device (_widen): the transfer stays as small as the file's pixels.
+_BITCAST = {np.dtype(np.uint16): np.int16, np.dtype(np.uint32): np.int32}
 
 
-def _to_device_float(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Ship raw pixels in their own (small) dtype and convert on the device.
+def _raw_to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    cast = _BITCAST.get(a.dtype)
+    t = torch.from_numpy(a.view(cast) if cast else a)
+    return t.to(device, non_blocking=True) if t.device != device else t
 
-    torch has no general uint16/uint32 support, so they travel bit-cast as int16/int32
-    and are widened and masked back on the device.
+
+def _unsigned_bits(dtype: np.dtype) -> int | None:
+    """16 or 32 for pixels that travel bit-cast (uint16/uint32), else None."""
+    return dtype.itemsize * 8 if np.dtype(dtype) in _BITCAST else None
+
+
+def _widen(t: torch.Tensor, bits: int | None) -> torch.Tensor:
+    """float32 values of raw pixels; bit-cast unsigned ones are masked back to their range."""
+    if bits is None:
+        return t.float()
+    wide = torch.int32 if bits == 16 else torch.int64
+    return (t.to(wide) & ((1 << bits) - 1)).float()
+
+
+class _StripPool:
+    """Two host buffers for strips (pinned on a GPU run): one being read while one is used.
+
+    The reader thread ``acquire``s a free buffer, fills it and hands its index over; the main
+    thread uploads it and calls ``uploaded`` (on a GPU the buffer is free once the copy has
+    finished, tracked by a CUDA event) and ``release`` when it no longer reads it (CPU: the
+    device tensor *is* the buffer).
     """
-    if a.dtype == np.uint16:
-        t = torch.from_numpy(a.view(np.int16)).to(device, non_blocking=True)
-        return (t.to(torch.int32) & 0xFFFF).float()
-    if a.dtype == np.uint32:
-        t = torch.from_numpy(a.view(np.int32)).to(device, non_blocking=True)
-        return (t.to(torch.int64) & 0xFFFFFFFF).float()
-    return torch.from_numpy(np.ascontiguousarray(a)).to(device, non_blocking=True).float()
+
+    def __init__(self, info: RasterInfo, grid: TileGrid, device: torch.device, n: int = 2) -> None:
+        shape = (len(info.bands), grid.read_h, info.width)
+        self.cuda = device.type == "cuda"
+        dtype = np.dtype(info.dtype)
+        self.data = [_host_empty(shape, dtype, self.cuda) for _ in range(n)]
+        self.valid = [_host_empty(shape[1:], np.dtype(bool), self.cuda) for _ in range(n)]
+        self._events: list[Any] = [None] * n
+        self._free: queue.Queue[int | None] = queue.Queue()
+        for i in range(n):
+            self._free.put(i)
+
+    def acquire(self, stop: threading.Event) -> int | None:
+        idx = self._free.get()
+        if idx is None or stop.is_set():
+            return None
+        if self._events[idx] is not None:
+            self._events[idx].synchronize()
+        return idx
+
+    def uploaded(self, idx: int) -> None:
+        if self.cuda:
+            ev = torch.cuda.Event()
+            ev.record()
+            self._events[idx] = ev
+            self._free.put(idx)
+
+    def release(self, idx: int) -> None:
+        if not self.cuda:
+            self._free.put(idx)
+
+    def wake(self) -> None:
+        """Unblock a reader waiting for a buffer (shutdown)."""
+        self._free.put(None)
+
+
+def _host_empty(shape: tuple[int, ...], dtype: np.dtype, pinned: bool) -> np.ndarray:
+    """An uninitialised host array, in page-locked memory for fast asynchronous copies to a GPU."""
+    if pinned:
+        cast = np.dtype(_BITCAST.get(dtype, dtype))
+        try:
+            t = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, cast)).dtype, pin_memory=True)
+            return t.numpy().view(dtype)
+        except (RuntimeError, TypeError):
+            pass  # pinning can fail (limits, exotic dtype): fall back to pageable memory
+    return np.empty(shape, dtype)
 
 
 class _Writer:

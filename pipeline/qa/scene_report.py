@@ -96,7 +96,7 @@ def _scene_images(stats: QAStats, input_path: Path, record: Mapping[str, Any], c
     labels = stats.label_thumb
     images = {}
     bands = list(record.get("input", {}).get("bands") or [1, 2, 3])[:3]
-    read = read_decimated(input_path, bands, labels.shape)
+    read = stats.input_thumb or read_decimated(input_path, bands, labels.shape)
     if read is not None:
         base = stretch(*read)
         images["input with mask overlaid"] = data_uri(png_bytes(overlay(base, labels, colors)))

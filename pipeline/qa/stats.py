@@ -49,6 +49,7 @@ class QAStats:
     label_thumb: np.ndarray | None
     confidence_thumb: np.ndarray | None
     observe_s: float
+    input_thumb: tuple[np.ndarray, np.ndarray] | None = None  # (bands, h, w) data and validity
 
     @property
     def valid_fraction(self) -> float:
@@ -98,6 +99,7 @@ class SceneQA:
         self._next = 0
         self.busy_s = 0.0
         self._thumb = thumb_shape(height, width, thumb_side) if depth is None else None
+        self._input_thumb: tuple[np.ndarray, np.ndarray] | None = None
         if self._thumb is not None:
             th, tw = self._thumb
             self._thumb_rows = ((np.arange(th) + 0.5) * height / th).astype(np.int64)
@@ -235,6 +237,25 @@ class SceneQA:
             hit = np.flatnonzero(np.bincount(labs, minlength=self.k + 1)[: self.k])
             flags[hit] = True
 
+    def observe_input(self, row0: int, data: np.ndarray, valid: np.ndarray) -> None:
+        """Sample the input's first three bands for the thumbnail while the engine streams it.
+
+        ``data`` (B, h, W) and ``valid`` (h, W) are rows ``[row0, row0 + h)`` of the scene; strips
+        may overlap. Reading a thumbnail back from a scene without overviews would decode all of
+        it again, so the engine feeds it here instead.
+        """
+        if self._thumb is None:
+            return
+        if self._input_thumb is None:
+            b = min(3, data.shape[0])
+            self._input_thumb = (np.zeros((b, *self._thumb), data.dtype), np.zeros(self._thumb, bool))
+        sel = (self._thumb_rows >= row0) & (self._thumb_rows < row0 + data.shape[1])
+        if sel.any():
+            rows = self._thumb_rows[sel] - row0
+            thumb, tvalid = self._input_thumb
+            thumb[:, sel] = data[: thumb.shape[0]][:, rows][:, :, self._thumb_cols]
+            tvalid[sel] = valid[rows][:, self._thumb_cols]
+
     def _thumbs(self, row0: int, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None) -> None:
         h = labels.shape[0]
         sel = (self._thumb_rows >= row0) & (self._thumb_rows < row0 + h)
@@ -283,6 +304,7 @@ class SceneQA:
             classes=classes, confidence=self._confidence(low_confidence, hist_bins, mean_entropy),
             mean_entropy=mean_entropy, seams=seams,
             label_thumb=self.label_thumb if self._thumb else None, confidence_thumb=self._conf_thumb(),
+            input_thumb=self._input_thumb,
             observe_s=self.busy_s,
         )
 

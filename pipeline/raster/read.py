@@ -141,33 +141,44 @@ class StripReader:
         self.nonfinite = 0
 
     def read(self, row0: int, height: int) -> Strip:
-        """Read rows ``[row0, row0 + height)``; raises InputError naming the file on a bad block."""
-        futures = [self._pool.submit(self._read_chunk, j, row0, height) for j in range(len(self.chunks))]
-        parts = [f.result() for f in futures]
-        data = np.concatenate([p[0] for p in parts], axis=2) if len(parts) > 1 else parts[0][0]
-        valid = np.concatenate([p[1] for p in parts], axis=1) if len(parts) > 1 else parts[0][1]
+        """Read rows ``[row0, row0 + height)`` into new arrays."""
+        data = np.empty((len(self.info.bands), height, self.info.width), np.dtype(self.info.dtype))
+        valid = np.empty((height, self.info.width), bool)
+        self.read_into(row0, data, valid)
         return Strip(row0, data, valid)
 
-    def _read_chunk(self, j: int, row0: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_into(self, row0: int, data: np.ndarray, valid: np.ndarray) -> None:
+        """Fill ``data`` (B, h, W) and ``valid`` (h, W) with rows ``[row0, row0 + h)``, in place.
+
+        Each chunk thread reads straight into its column slice of the caller's buffers (which
+        may be pinned host memory), so a strip is never copied or concatenated.
+        Raises InputError naming the file on a bad block.
+        """
+        futures = [self._pool.submit(self._read_chunk, j, row0, data, valid) for j in range(len(self.chunks))]
+        self.nonfinite += sum(f.result() for f in futures)
+
+    def _read_chunk(self, j: int, row0: int, data: np.ndarray, valid: np.ndarray) -> int:
         x, w = self.chunks[j]
+        height = data.shape[1]
         win = Window(x, row0, w, height)
+        out = data[:, :, x : x + w]
         with self._locks[j]:
             ds = self._handles[j]
             try:
-                data = ds.read(self.info.bands, window=win)
+                ds.read(self.info.bands, window=win, out=out)
                 dmask = ds.read_masks(self.info.bands[0], window=win) if self.info.mask_kind == "dataset" else None
             except RasterioError as exc:
                 raise InputError(
                     f"{self.info.path}: cannot read rows {row0}-{row0 + height} (corrupt or truncated file?): "
                     f"{_first_line(exc)}"
                 ) from exc
-        valid = validity(data, self.info, dmask)
-        if data.dtype.kind == "f":
-            bad = ~np.isfinite(data)
+        valid[:, x : x + w] = validity(out, self.info, dmask)
+        if out.dtype.kind == "f":
+            bad = ~np.isfinite(out)
             if bad.any():
-                self.nonfinite += int(bad.any(axis=0).sum())
-                data = np.where(bad, 0, data)
-        return data, valid
+                out[bad] = 0
+                return int(bad.any(axis=0).sum())
+        return 0
 
     def sample(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """A decimated read of the whole scene (overviews when present), for per-scene statistics."""
