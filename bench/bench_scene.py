@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ def settings(args):
 
 def end_to_end(args) -> None:
     """Child process: run the engine once, print one JSON line."""
+    from pipeline.record import peak_rss_mb
     from pipeline.scene import segment_scene
 
     h = handle(args)
@@ -76,7 +76,7 @@ def end_to_end(args) -> None:
     t = time.perf_counter()
     res = segment_scene(args.scene, h, args.out, settings(args), qa=not args.no_qa)
     dt = time.perf_counter() - t
-    out = dict(seconds=dt, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    out = dict(seconds=dt, peak_rss_mb=peak_rss_mb(),
                tiles=res.record["facts"]["tiles_total"] - res.record["facts"]["tiles_skipped"],
                timings=res.record["timings"], facts=res.record["facts"])
     print("RESULT " + json.dumps(out))

@@ -67,3 +67,8 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         print(describe(loaded))
     return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """The hook ``flows/cli.py`` calls on every command module (COMMAND_MODULES)."""
+    add_model_commands(subparsers)

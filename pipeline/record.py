@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
+import re
 import resource
 import sys
 import tempfile
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+
+log = logging.getLogger(__name__)
 
 RECORD_NAME = "record.json"
 RECORD_VERSION = 1
@@ -49,7 +53,18 @@ def versions() -> dict[str, str]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident memory of this process so far, in MiB.
+
+    ``/proc/self/status`` VmHWM where there is one: ``ru_maxrss`` survives ``execve``, so a
+    child started by a big parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -66,6 +81,27 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# Hidden temporary names the engine writes before renaming (``.x_mask.tif.1a2b3c4d.partial.tif``
+# for rasters, ``.x_labels.nii.gz.1a2b3c4d.tmp.nii.gz`` for volumes, ``.record.json.xyz.partial``).
+_TEMP_MARK = re.compile(r"\.[0-9a-z_]+\.(partial|tmp)(\.|$)|\.partial$")
+
+
+def remove_partials(scene_dir: Path) -> int:
+    """Delete temporary files a killed run left in the scene folder (never a finished output).
+
+    Called when a scene is about to be (re)done, so nobody else is writing them.
+    """
+    n = 0
+    if scene_dir.is_dir():
+        for p in scene_dir.iterdir():
+            if p.name.startswith(".") and _TEMP_MARK.search(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    if n:
+        log.info("%s: removed %d partial file(s) left by an interrupted run", scene_dir, n)
+    return n
 
 
 def read_record(scene_dir: Path) -> dict[str, Any] | None:

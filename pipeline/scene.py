@@ -32,7 +32,8 @@ from .normalize import NormStats, apply_torch, stats_for
 from .qa import QAThresholds, SceneQA, finalize_scene_qa
 from .raster.read import RasterInfo, StripReader, open_raster
 from .raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec
-from .record import RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, versions, write_json_atomic
+from .record import (RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, remove_partials, versions,
+                     write_json_atomic)
 from .settings import RunSettings
 from .spec import ModelSpec
 from .stitch import PROB_NODATA, PROB_SCALE, RowBand, StreamingStitcher
@@ -98,13 +99,16 @@ def scene_dir_for(input_path: Path, out_root: Path) -> Path:
 
 
 def prepare_scene_dir(scene_dir: Path) -> None:
-    """Create the folder, check it is writable, and drop any old record (the scene is now unfinished)."""
+    """Create the folder, check it is writable, drop any old record (the scene is now unfinished)
+    and the temporary files of an interrupted run."""
     try:
         scene_dir.mkdir(parents=True, exist_ok=True)
         probe = scene_dir / ".segpipe-write-test"
         probe.write_bytes(b"")
         probe.unlink()
-        (scene_dir / RECORD_NAME).unlink(missing_ok=True)
+        for stale in (RECORD_NAME, "qa.json", "qa.html"):  # describe outputs about to be replaced
+            (scene_dir / stale).unlink(missing_ok=True)
+        remove_partials(scene_dir)
     except OSError as exc:
         raise OutputError(f"{scene_dir}: output folder is not writable ({exc.strerror or exc})") from exc
 
@@ -136,7 +140,7 @@ def segment_scene(
         scene_dir = scene_dir_for(input_path, out_root)
         prepare_scene_dir(scene_dir)
         s = settings.resolved(model.spec)
-        hasher = _Background(file_sha256, input_path)
+        hasher = Background(file_sha256, input_path)
         run = _SceneRun(info, model, s, scene_dir, progress, observers)
         scene_qa = None
         if qa:
@@ -168,7 +172,7 @@ def bound_gdal_cache() -> None:
 
 
 def attach_qa(record: dict[str, Any], scene_qa: SceneQA, scene_dir: Path, outputs: dict[str, Path],
-              thresholds: QAThresholds | None) -> None:
+              thresholds: QAThresholds | None, **finalize_kw: Any) -> None:
     """Write qa.json + qa.html and note the verdict in the record.
 
     A bug in QA must never lose a night's segmentation: its failure is recorded, not raised.
@@ -176,7 +180,7 @@ def attach_qa(record: dict[str, Any], scene_qa: SceneQA, scene_dir: Path, output
     t = time.perf_counter()
     try:
         result = finalize_scene_qa(scene_qa, scene_dir=scene_dir, record=record, outputs=outputs,
-                                   thresholds=thresholds)
+                                   thresholds=thresholds, **finalize_kw)
         record["qa"] = result.record_entry()
     except Exception as exc:  # noqa: BLE001 - see docstring
         log.exception("QA of %s failed", scene_dir)
@@ -192,7 +196,7 @@ def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:
         )
 
 
-class _Background:
+class Background:
     """Run ``fn(*args)`` in a daemon thread (hashing the input while the model works)."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -275,7 +279,7 @@ class _SceneRun:
             confidence=True, probabilities="probabilities" in sinks,  # confidence feeds QA too
         )
         reader = StripReader(self.info, self.s.workers)
-        writer = _Writer(sinks, self.observers)
+        writer = RowWriter(sinks, self.observers)
         try:
             norm = self._norm_stats(reader)
             self._loop(reader, stitcher, writer, norm)
@@ -311,7 +315,7 @@ class _SceneRun:
         sample, valid = reader.sample()
         return stats_for(norm, len(self.spec.bands), sample.astype(np.float32), valid)
 
-    def _loop(self, reader: StripReader, stitcher: StreamingStitcher, writer: _Writer, norm: NormStats) -> None:
+    def _loop(self, reader: StripReader, stitcher: StreamingStitcher, writer: RowWriter, norm: NormStats) -> None:
         t0 = time.perf_counter()
         done = 0
         pool = _StripPool(self.info, self.grid, self.device)
@@ -493,7 +497,7 @@ def _host_empty(shape: tuple[int, ...], dtype: np.dtype, pinned: bool) -> np.nda
     return np.empty(shape, dtype)
 
 
-class _Writer:
+class RowWriter:
     """Writer thread: the only thread that touches the output datasets."""
 
     def __init__(self, sinks: dict[str, GeoTiffSink], observers: Sequence[RowObserver]) -> None:

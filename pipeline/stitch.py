@@ -102,6 +102,16 @@ class StreamingStitcher:
             self._windows[inside] = torch.as_tensor(w, device=self.device)
         return self._windows[inside]
 
+    def reset(self) -> None:
+        """Start another image on the same grid (a volume's next slice plane).
+
+        Buffers and cached blend windows are reused, so a volume does not allocate a
+        stitcher per slice.
+        """
+        self.acc.zero_()
+        self.wsum.zero_()
+        self._row = 0
+
     def finish_row(self) -> RowBand:
         """Close the current grid row: emit its finished image rows and shift the buffer."""
         start, stop = self.grid.rows_finished_after(self._row)

@@ -86,7 +86,8 @@ class SceneQA:
         self.area = area or PixelArea("pixel", None, True, "no pixel size given")
         self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity) if components else None
         self.touches_edge = np.zeros(self.k, dtype=bool)
-        self._worker = _Worker(self._observe_band) if threaded else None
+        fn = self._observe_band if depth is None else self._observe_slice
+        self._worker = _Worker(fn) if threaded else None
         self.seams = SeamAccumulator(grid) if grid is not None else None
         self.counts = np.zeros(self.k, dtype=np.int64)
         self.area_m2 = np.zeros(self.k, dtype=np.float64)

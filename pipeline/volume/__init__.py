@@ -7,6 +7,9 @@
     normalize.py   per-volume statistics once, then the same elementwise map per slab
     stats.py       per-label voxel counts and mL, accumulated slice by slice
     labelfiles.py  text of the JSON / 3D Slicer / ITK-SNAP label files
+    engine.py      the slice loop: slabs -> tiles -> model -> streaming stitcher -> slice planes
+    run.py         segment_volume: the whole file -> label volume(s) + record.json
+                   (import it from ``pipeline.volume.run``; it needs the scene engine)
 """
 
 from .io import Volume, iter_volumes, read_volume

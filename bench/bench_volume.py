@@ -1,0 +1,185 @@
+"""End-to-end vs model-only throughput of one CT volume, with 2.5D context, and peak memory.
+
+    python bench/bench_volume.py                                     # 512 x 512 x 400, context 3 and 5
+    python bench/bench_volume.py --depth 24 --encoder resnet18 --device cpu   # a quick CPU run
+    python bench/bench_volume.py --device cuda                        # GPU
+
+Both figures are slices/s (slices of the volume / seconds) measured in the same run:
+model-only runs the same model, with the same tile/overlap/batch settings, on as many
+tiles as the volume needs, from tensors already on the device; end-to-end is
+``segment_volume`` from the ``.nii.gz`` on disk to the checked label volume and
+``record.json`` (decoding, orienting, normalising, 2.5D slabs, stitching, label volume
+counts, writing and input hashing included). Each end-to-end run happens in a child
+process so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CLASSES = ("background", "body", "organ", "bone")  # data.synthetic's CT labels
+
+
+def make_model(kind: str, encoder: str, channels: int, classes: int):
+    import torch
+
+    if kind == "tiny":  # memory benchmark: a 1x1 conv, so the engine (not the model) dominates
+        torch.manual_seed(0)
+        return torch.nn.Conv2d(channels, classes, 1)
+    from models.unet import build_model
+
+    torch.manual_seed(0)
+    return build_model(encoder=encoder, in_channels=channels, out_channels=classes).eval()
+
+
+def handle(args, context: int):
+    from dataclasses import dataclass
+
+    import torch
+
+    from pipeline.spec import ModelSpec, Normalization
+
+    @dataclass
+    class Handle:
+        module: torch.nn.Module
+        spec: ModelSpec
+        sha256: str = "bench"
+        path: Path = Path("bench-model")
+
+    spec = ModelSpec(context, (1,), CLASSES, context=context, tile=args.tile, overlap=args.overlap,
+                     normalization=Normalization(kind="ct_window", window_low=-200.0, window_high=300.0))
+    return Handle(make_model(args.model, args.encoder, context, len(CLASSES)), spec)
+
+
+def settings(args, context: int):
+    from pipeline.settings import RunSettings
+
+    return RunSettings(device=args.device, batch_size=args.batch_size, tile=args.tile, overlap=args.overlap,
+                       context=context, confidence=args.confidence)
+
+
+def end_to_end(args) -> None:
+    """Child process: run the engine once, print one JSON line."""
+    from pipeline.record import peak_rss_mb
+    from pipeline.volume.run import segment_volume
+
+    h = handle(args, args.context)
+    _warm_up(h, args, args.context)
+    t = time.perf_counter()
+    res = segment_volume(args.volume, h, args.out, settings(args, args.context))
+    dt = time.perf_counter() - t
+    facts = res.record["facts"]
+    out = dict(seconds=dt, peak_rss_mb=peak_rss_mb(),
+               slices=facts["slices_total"], tiles=facts["tiles_total"], timings=res.record["timings"],
+               facts={k: v for k, v in facts.items() if k not in ("volumes", "label_volumes", "normalization")})
+    print("RESULT " + json.dumps(out))
+
+
+def _warm_up(h, args, context: int) -> None:
+    """Start the CUDA context and pick kernels once, as a long-running worker already has."""
+    import torch
+
+    from pipeline.infer import Predictor, resolve_device
+
+    dev = resolve_device(args.device)
+    if dev.type == "cuda":
+        pred = Predictor(h.module, h.spec, dev)
+        pred(torch.rand(args.batch_size, context, args.tile, args.tile, device=dev))
+        torch.cuda.synchronize()
+
+
+def model_only(args, context: int, tiles: int) -> float:
+    import torch
+
+    from pipeline.infer import Predictor, resolve_device
+
+    h = handle(args, context)
+    dev = resolve_device(args.device)
+    pred = Predictor(h.module, h.spec, dev)
+    x = torch.rand(args.batch_size, context, args.tile, args.tile, device=dev)
+    for _ in range(2):
+        pred(x)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    n = 0
+    while n < tiles:
+        b = min(args.batch_size, tiles - n)
+        p = pred(x[:b])
+        p.argmax(1)  # the model's own output reduction, as the stitcher does at minimum
+        n += b
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def run_child(args, volume: Path, out: Path, context: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--volume", str(volume), "--out", str(out),
+           "--context", str(context)]
+    for k in ("encoder", "model", "tile", "overlap", "batch_size", "device"):
+        cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    if args.confidence:
+        cmd.append("--confidence")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
+    return json.loads(line[0][7:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=512, help="in-plane side in voxels")
+    ap.add_argument("--depth", type=int, default=400, help="slices (shrink for CPU runs, e.g. 24)")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[3, 5], help="2.5D contexts to measure")
+    ap.add_argument("--encoder", default="resnet34")
+    ap.add_argument("--model", choices=["unet", "tiny"], default="unet")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--confidence", action="store_true", help="also write the confidence volume")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--context", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--volume", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        end_to_end(args)
+        return
+
+    from data.synthetic import write_volume
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="segpipe-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    volume = work / f"ct_{args.size}x{args.size}x{args.depth}.nii.gz"
+    if not volume.exists():
+        t = time.perf_counter()
+        write_volume(volume, (args.size, args.size, args.depth), spacing=(0.8, 0.8, 2.5), seed=7)
+        print(f"wrote {volume} ({args.size} x {args.size} x {args.depth} int16) in {time.perf_counter() - t:.1f} s")
+    for context in args.contexts:
+        e2e = run_child(args, volume, work / f"out_c{context}", context)
+        mo = model_only(args, context, e2e["tiles"])
+        e2e_rate, mo_rate = e2e["slices"] / e2e["seconds"], e2e["slices"] / mo
+        print(json.dumps({"timings": e2e["timings"], "facts": e2e["facts"]}, indent=None))
+        print(f"volume {args.size}x{args.size}x{args.depth} int16 .nii.gz, context {context}, "
+              f"{args.model}/{args.encoder}, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
+              f"device {e2e['facts']['device']} ({e2e['facts']['precision']}), {e2e['tiles']} tiles")
+        print(f"model-only  {mo_rate:8.2f} slices/s  ({mo:.1f} s)")
+        print(f"end-to-end  {e2e_rate:8.2f} slices/s  ({e2e['seconds']:.1f} s)")
+        print(f"ratio       {e2e_rate / mo_rate:8.3f}")
+        print(f"peak RSS    {e2e['peak_rss_mb']:8.0f} MiB (end-to-end process)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Job configuration: what a batch segments, with which model, where to, and how.
+
+A job is a YAML or JSON file (or the same fields on the ``segpipe batch`` command line,
+which override the file). Every option of ``segpipe run`` is a field here, bounded, so a
+bad job fails when it is loaded, naming the field, not at 02:00 on scene 300::
+
+    # job.yaml
+    inputs: [/data/scenes/]        # folders, globs, files, manifests (.txt/.csv/.lst)
+    glob: "*.tif"                  # which files of a folder (default: rasters and volumes)
+    model: /models/landcover.safetensors
+    out: /results/landcover
+    tile: 512
+    tta: true
+
+A CSV manifest may carry per-scene overrides: a ``path`` column plus any column named
+after a field of :class:`RunOptions` (empty cell = the job's value).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.blend import BLEND_WINDOWS
+from pipeline.errors import ConfigError
+from pipeline.qa.schema import QAThresholds
+from pipeline.raster.write import COMPRESSIONS
+from pipeline.settings import RunSettings
+from pipeline.spec import MODEL_STRIDE
+
+# Choices come from the engine's registries, as the CLI's do.
+BlendName = Literal[tuple(sorted(BLEND_WINDOWS))]  # type: ignore[valid-type]
+CompressName = Literal[tuple(COMPRESSIONS)]  # type: ignore[valid-type]
+
+# Files a folder input contributes when no glob is given (case-insensitive suffixes).
+DEFAULT_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nii", ".nii.gz")
+
+
+class RunOptions(BaseModel):
+    """The options of ``segpipe run`` (same names as its flags, dashes as underscores)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tile: int | None = Field(None, ge=MODEL_STRIDE, le=8192, description="tile size, multiple of 32")
+    overlap: int | None = Field(None, ge=0, le=4096)
+    blend: BlendName = "gaussian"
+    batch_size: int = Field(8, ge=1, le=1024)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    tta: bool = False
+    confidence: bool = False
+    probabilities: bool = False
+    workers: int = Field(4, ge=1, le=64)
+    compress: CompressName = "deflate"
+    slice_axis: Literal[0, 1, 2] | None = None
+    context: int | None = Field(None, ge=1, le=31)
+    volume: int | None = Field(None, ge=0)
+    series: Literal["error", "each"] | None = None
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_stride(cls, v: int | None) -> int | None:
+        if v is not None and v % MODEL_STRIDE:
+            raise ValueError(f"must be a multiple of {MODEL_STRIDE}, got {v}")
+        return v
+
+    def to_settings(self) -> RunSettings:
+        """The engine's settings (mirrors ``flows.cli_run.settings_from_args``)."""
+        series: Any = self.volume if self.volume is not None else (self.series or "error")
+        return RunSettings(
+            tile=self.tile, overlap=self.overlap, blend=self.blend, batch_size=self.batch_size,
+            device=self.device, precision=self.precision, tta=self.tta, confidence=self.confidence,
+            probabilities=self.probabilities, workers=self.workers, compress=self.compress,
+            slice_axis=self.slice_axis, context=self.context, series=series,
+        )
+
+    def with_overrides(self, overrides: dict[str, Any], where: str) -> RunOptions:
+        """These options with some fields replaced (a CSV manifest row), validated again."""
+        if not overrides:
+            return self
+        return validate(type(self), {**self.model_dump(), **overrides}, where)
+
+
+RUN_OPTION_NAMES: tuple[str, ...] = tuple(RunOptions.model_fields)
+
+
+class JobConfig(RunOptions):
+    """A whole batch: inputs, model, output root, run options and how to spread the work."""
+
+    name: str | None = Field(None, max_length=100, description="job name for reports and drift (default: out's name)")
+    inputs: list[str] = Field(default_factory=list, description="folders, globs, files or manifests")
+    manifest: str | None = Field(None, description="file with one path per line, or CSV with a path column")
+    glob: str | None = Field(None, description="pattern for files in folder inputs (default: rasters and volumes)")
+    model: str = Field(description="checkpoint (.safetensors) made by segpipe")
+    out: str = Field(description="output root; each input gets OUT/<name>/")
+    fan_out: bool = Field(False, description="run each scene as a flow run of the per-scene deployment")
+    scene_deployment: str = Field("segment-scene/segpipe-scene", description="flow/deployment for fan-out")
+    max_wait_h: float = Field(20.0, gt=0, le=168, description="fan-out: stop waiting for scene runs after this")
+    poll_s: float = Field(5.0, ge=0.1, le=300, description="fan-out: how often to check the scene runs")
+
+    @field_validator("inputs")
+    @classmethod
+    def _non_empty_strings(cls, v: list[str]) -> list[str]:
+        if any(not s.strip() for s in v):
+            raise ValueError("empty input path")
+        return v
+
+    qa: QAThresholds = Field(default_factory=QAThresholds, description="run report: drift and verdict limits")
+
+    @property
+    def job_name(self) -> str:
+        return self.name or Path(self.out).name or "segpipe"
+
+    def run_options(self) -> RunOptions:
+        return RunOptions(**{k: getattr(self, k) for k in RUN_OPTION_NAMES})
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
+    """``model.model_validate(data)`` with a one-line ConfigError naming ``where`` and the fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" + _got(e) for e in exc.errors()[:4]
+        )
+        raise ConfigError(f"{where}: invalid job configuration: {problems}") from None
+
+
+def _got(error: Any) -> str:
+    if error.get("type") == "missing":
+        return ""
+    return f" (got {error.get('input')!r})"
+
+
+def read_job_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML (.yaml/.yml) or JSON job file; relative paths stay as written."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read job config ({exc.strerror or exc})") from exc
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError (not a ValueError: below)
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError; yaml is imported lazily
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a job config is a mapping of field: value, got {type(data).__name__}")
+    return _resolve_paths(data, path.parent)
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths in a job file are relative to the file, so a job folder can be moved as a whole."""
+    base = base.absolute()
+    out = dict(data)
+    if isinstance(out.get("inputs"), str):
+        out["inputs"] = [out["inputs"]]
+    for key in ("model", "out", "manifest"):
+        if isinstance(out.get(key), str) and not Path(out[key]).expanduser().is_absolute():
+            out[key] = str(base / out[key])
+    if isinstance(out.get("inputs"), list):
+        out["inputs"] = [
+            str(base / s) if isinstance(s, str) and not Path(s).expanduser().is_absolute() else s
+            for s in out["inputs"]
+        ]
+    return out
+
+
+def load_job(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """A job from a file (if any) with ``overrides`` (e.g. command-line values) on top.
+
+    Paths become absolute here, at the entry point: the job may run later, on a worker
+    whose working directory is not this one.
+    """
+    data = read_job_file(path) if path is not None else {}
+    data.update(_resolve_paths({k: v for k, v in (overrides or {}).items() if v is not None}, Path.cwd()))
+    return validate(JobConfig, data, str(path) if path is not None else "command line")

@@ -1,0 +1,160 @@
+"""One scene of a batch, without Prefect: skip-if-current, load the model once, segment.
+
+Everything here is plain Python so it is tested without an orchestrator; the Prefect
+task in :mod:`flows.tasks` is a few lines around :func:`process_scene`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.qa import QAThresholds
+from pipeline.record import RECORD_NAME, file_sha256, read_record
+from pipeline.settings import RunSettings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["done", "skipped", "failed"]
+
+
+@dataclass
+class SceneOutcome:
+    """What happened to one scene; small and JSON-friendly (it is a task's result)."""
+
+    name: str
+    input: str
+    scene_dir: str
+    status: Status
+    duration_s: float = 0.0
+    error: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- the model, once per process -----------------------------------------------------------
+_MODELS: dict[tuple[str, str], Any] = {}
+_SHA_BY_STAT: dict[tuple[str, int, int], str] = {}
+_LOCK = threading.Lock()
+
+
+def get_model(path: str | Path) -> Any:
+    """The checkpoint at ``path``, loaded once per process and file content.
+
+    Keyed by path and the file's sha256, so a checkpoint replaced in place between two
+    batches served by the same long-lived process is loaded again. The hash is cached by
+    (path, mtime, size) so it is not recomputed for every scene.
+    """
+    from models.checkpoint import load_checkpoint
+
+    path = Path(path).expanduser().resolve()
+    with _LOCK:
+        sha = model_sha256(path)
+        key = (str(path), sha)
+        if key not in _MODELS:
+            log.info("loading model %s (sha256 %s)", path, sha[:12])
+            for old in [k for k in _MODELS if k[0] == str(path)]:
+                del _MODELS[old]
+            _MODELS[key] = load_checkpoint(path)
+        return _MODELS[key]
+
+
+def model_sha256(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return ""  # load_checkpoint raises the proper "checkpoint file not found"
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _SHA_BY_STAT:
+        _SHA_BY_STAT[key] = file_sha256(path)
+    return _SHA_BY_STAT[key]
+
+
+def clear_model_cache() -> None:
+    with _LOCK:
+        _MODELS.clear()
+        _SHA_BY_STAT.clear()
+
+
+# -- is the finished scene still current? ---------------------------------------------------
+def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunSettings) -> str | None:
+    """Why the scene must be (re)done, or None when its record matches input, model and settings.
+
+    Cheap checks first (record present, model hash, settings, file size); the input is
+    hashed only when everything else matches.
+    """
+    record = read_record(scene_dir)
+    if record is None:
+        return "no complete record"
+    if record.get("model", {}).get("sha256") != model.sha256:
+        return "model changed"
+    if _jsonish(record.get("fingerprint")) != _jsonish(settings.resolved(model.spec).fingerprint()):
+        return "settings changed"
+    inp = record.get("input", {})
+    try:
+        size = input_path.stat().st_size
+    except OSError:
+        return "input unreadable"
+    if inp.get("size_bytes") not in (None, size):
+        return "input changed (size)"
+    if any(not (scene_dir / name).is_file() for name in record.get("outputs", {}).values()):
+        return "an output is missing"
+    if inp.get("sha256") != file_sha256(input_path):
+        return "input changed (content)"
+    return None
+
+
+def _jsonish(value: Any) -> Any:
+    """Compare as the record stores it (tuples become lists, etc.)."""
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+# -- one scene -----------------------------------------------------------------------------
+def process_scene(input_path: str | Path, model_path: str | Path, out_root: str | Path,
+                  settings: RunSettings, *, progress: Any = None,
+                  qa_thresholds: QAThresholds | None = None) -> SceneOutcome:
+    """Skip the scene if its record is current, else segment it. Errors propagate (for retries)."""
+    from pipeline.dispatch import segment_file
+    from pipeline.scene import scene_dir_for
+
+    input_path, out_root = Path(input_path), Path(out_root)
+    scene_dir = scene_dir_for(input_path, out_root)
+    t0 = time.perf_counter()
+    model = get_model(model_path)
+    reason = stale_reason(input_path, scene_dir, model, settings)
+    name = scene_dir.name
+    if reason is None:
+        record = read_record(scene_dir) or {}
+        log.info("%s: up to date, skipped", name)
+        return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
+                            outputs=output_paths(scene_dir, record))
+    log.info("%s: segmenting (%s)", name, reason)
+    result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds)
+    return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
+                        outputs=output_paths(result.scene_dir, result.record))
+
+
+def output_paths(scene_dir: Path, record: dict[str, Any]) -> dict[str, str]:
+    outs = {k: str(scene_dir / v) for k, v in record.get("outputs", {}).items()}
+    outs["record"] = str(scene_dir / RECORD_NAME)
+    return outs
+
+
+def halved(settings: RunSettings) -> RunSettings:
+    """The settings to retry with after a device out-of-memory error."""
+    from dataclasses import replace
+
+    return replace(settings, batch_size=max(1, settings.batch_size // 2))
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for run summaries."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 400 else text[:397] + "..."

@@ -1,0 +1,244 @@
+"""The slice loop of a volume: 2.5D slabs -> in-plane tiles -> model -> stitched slice planes.
+
+Two threads share the work, as for scenes (``pipeline.scene``):
+
+    prefetch thread   the next batch's planes: gather (slab_planes), normalise, pad, pin
+    main thread       device copy, 2.5D channel gather, tiles, model, streaming stitcher
+
+Units of work are ``(slice, tile)`` pairs in slice order, then grid order; a model call
+takes ``batch_size`` consecutive units, so one batch holds several small slices (a
+512 x 512 plane with 512 px tiles is one tile) or part of a large one. Because a slice's
+tiles are consecutive, one :class:`~pipeline.stitch.StreamingStitcher` suffices: it is
+reset after each slice. Host memory is one batch of planes (ahead, plus the one in use),
+device memory the same plus the stitcher's ``K x tile x W`` rows; never the volume x K.
+
+Everything here is compute on arrays; nothing opens a file.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..infer import Predictor
+from ..stitch import RowBand, StreamingStitcher
+from ..tiling import Tile, TileGrid
+from .slicing import slab_planes, slab_valid
+
+_DONE = object()
+
+Normaliser = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FinishedSlice:
+    """One predicted slice plane (H, W) in canonical slice convention (``slicing``).
+
+    Attributes:
+        index: slice index along the slicing axis.
+        labels: (H, W) class ids; 0 where the input was invalid (NIfTI labels have no nodata).
+        valid: (H, W) bool, False at invalid (NaN/Inf) input voxels.
+        confidence: (H, W) uint8 max probability x 254, 255 where invalid (or None).
+        probabilities: (K, H, W) uint8 probability x 254, 255 where invalid (or None).
+        entropy_sum: sum of the per-voxel entropy (nats) over valid voxels, for QA.
+    """
+
+    index: int
+    labels: np.ndarray
+    valid: np.ndarray
+    confidence: np.ndarray | None
+    probabilities: np.ndarray | None
+    entropy_sum: float
+
+    @property
+    def row0(self) -> int:
+        """The slice index, under the name the scene writer (``scene.RowWriter``) reads."""
+        return self.index
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One tile of one slice, and whether it closes a grid row / the slice."""
+
+    slice: int
+    tile: Tile
+    ends_row: bool
+    ends_slice: bool
+
+
+@dataclass
+class _HostBatch:
+    units: list[_Unit]
+    first: int  # slice index of planes' first centre slice (where[j] belongs to slice first + j)
+    planes: torch.Tensor  # (u, H', W') float32 normalised + padded, pinned on CUDA runs
+    where: torch.Tensor  # (n, context) int64 indices into planes
+    valid: torch.Tensor | None  # (n, H, W) bool of the centre slices, None when all valid
+
+
+class SliceEngine:
+    """Predicts the slices of one canonical volume along one axis, in order.
+
+    Args:
+        predictor: the batched model call (device, precision, TTA).
+        grid: in-plane tiling of one slice plane (H, W).
+        num_classes: K, for the stitcher.
+        blend: blend window name (``blend.BLEND_WINDOWS``).
+        context: 2.5D context (odd); the model's input channels.
+        batch_size: tiles per model call.
+        confidence / probabilities: also produce uint8 confidence / per-class planes.
+    """
+
+    def __init__(self, predictor: Predictor, grid: TileGrid, num_classes: int, *, blend: str, context: int,
+                 batch_size: int, confidence: bool = False, probabilities: bool = False) -> None:
+        self.predictor, self.grid, self.context, self.batch_size = predictor, grid, context, batch_size
+        self.device = predictor.device
+        self.stitcher = StreamingStitcher(
+            grid, num_classes, blend, self.device, nodata=0,  # invalid voxels: background in the label volume
+            label_dtype=torch.uint8 if num_classes <= 256 else torch.int32,
+            confidence=confidence, probabilities=probabilities)
+        self._all_valid = torch.ones((grid.read_h, grid.read_w), dtype=torch.bool, device=self.device)
+        self.timings = dict(read_wait_s=0.0, prepare_s=0.0, infer_s=0.0, stitch_s=0.0)
+
+    def run(self, data: np.ndarray, valid: np.ndarray | None, axis: int,
+            normalise: Normaliser) -> Iterator[FinishedSlice]:
+        """Yield every slice along ``axis`` of ``data`` (canonical float32), in index order.
+
+        ``normalise`` maps raw planes to model input elementwise (the volume's statistics,
+        computed once); it runs in the prefetch thread, ahead of the device.
+        """
+        n_slices = data.shape[axis]
+        host = self._prefetch(self._host_batches(data, valid, axis, normalise, n_slices))
+        bands: list[RowBand] = []
+        for hb in host:
+            t = time.perf_counter()
+            probs = self.predictor(self._model_input(hb))
+            t2 = time.perf_counter()
+            valid_dev = None if hb.valid is None else hb.valid.to(self.device, non_blocking=True)
+            done = []
+            for i, u in enumerate(hb.units):
+                self.stitcher.add(u.tile, probs[i], self._valid_tile(valid_dev, u.slice - hb.first, u.tile))
+                if u.ends_row:
+                    bands.append(self.stitcher.finish_row())
+                if u.ends_slice:
+                    done.append(_join(u.slice, bands))
+                    bands = []
+                    self.stitcher.reset()
+            self.timings["infer_s"] += t2 - t
+            self.timings["stitch_s"] += time.perf_counter() - t2
+            yield from done
+
+    # -- host side (prefetch thread) -------------------------------------------------------
+    def _units(self, n_slices: int) -> Iterator[_Unit]:
+        last_col, last_row = len(self.grid.col_offsets) - 1, self.grid.n_rows - 1
+        for s in range(n_slices):
+            for tile in self.grid:
+                ends_row = tile.col == last_col
+                yield _Unit(s, tile, ends_row, ends_row and tile.row == last_row)
+
+    def _host_batches(self, data: np.ndarray, valid: np.ndarray | None, axis: int, normalise: Normaliser,
+                      n_slices: int) -> Iterator[_HostBatch]:
+        units = self._units(n_slices)
+        pin = self.device.type == "cuda"
+        while batch := list(islice(units, self.batch_size)):
+            t = time.perf_counter()
+            slices = np.arange(batch[0].slice, batch[-1].slice + 1)
+            planes, where = slab_planes(data, axis, slices, self.context)
+            planes = self._pad(normalise(planes))
+            vmask = None if valid is None else torch.from_numpy(slab_valid(valid, data.shape, axis, slices))
+            planes_t = torch.from_numpy(planes)
+            if pin:
+                planes_t = planes_t.pin_memory()
+                vmask = None if vmask is None else vmask.pin_memory()
+            self.timings["prepare_s"] += time.perf_counter() - t
+            yield _HostBatch(batch, int(slices[0]), planes_t, torch.from_numpy(where), vmask)
+
+    def _pad(self, planes: np.ndarray) -> np.ndarray:
+        """Pad (u, H, W) planes up to the network's tile shape where a side is smaller than a tile.
+
+        The same padding as the scene engine's (reflect; edge for 1-pixel sides): a side
+        shorter than the tile is covered by one window, so padding the plane equals padding
+        each window.
+        """
+        g = self.grid
+        ph, pw = max(0, g.tile_h - planes.shape[1]), max(0, g.tile_w - planes.shape[2])
+        if ph == 0 and pw == 0:
+            return planes
+        mode = "reflect" if min(g.read_h, g.read_w) > 1 else "edge"
+        return np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode=mode)
+
+    def _prefetch(self, batches: Iterator[_HostBatch]) -> Iterator[_HostBatch]:
+        """Run ``batches`` one ahead in a daemon thread; its errors are raised here."""
+        q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in batches:
+                    if stop.is_set():
+                        return
+                    q.put(item)
+                q.put(_DONE)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                q.put(exc)
+
+        th = threading.Thread(target=produce, name="segpipe-slabs", daemon=True)
+        th.start()
+        try:
+            while True:
+                t = time.perf_counter()
+                item = q.get()
+                self.timings["read_wait_s"] += time.perf_counter() - t
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while th.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    th.join(0.05)
+
+    # -- device side -----------------------------------------------------------------------
+    def _model_input(self, hb: _HostBatch) -> torch.Tensor:
+        """(N, context, tile_h, tile_w): the 2.5D stack is gathered on the device from distinct planes."""
+        planes = hb.planes.to(self.device, non_blocking=True)
+        x = planes[hb.where.to(self.device, non_blocking=True)]  # (n, context, H', W')
+        g = self.grid
+        if g.n_tiles == 1 and x.shape[-2:] == (g.tile_h, g.tile_w):
+            return x  # one tile per slice, consecutive slices: the slab is the batch
+        return torch.stack([
+            x[u.slice - hb.first, :, u.tile.window.row_off: u.tile.window.row_off + g.tile_h,
+              u.tile.window.col_off: u.tile.window.col_off + g.tile_w]
+            for u in hb.units
+        ])
+
+    def _valid_tile(self, valid: torch.Tensor | None, j: int, tile: Tile) -> torch.Tensor:
+        if valid is None:
+            return self._all_valid
+        w = tile.window
+        return valid[j, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width]
+
+
+def _join(index: int, bands: list[RowBand]) -> FinishedSlice:
+    """The row bands of one slice, top to bottom, as one plane."""
+    if len(bands) == 1:
+        b = bands[0]
+        return FinishedSlice(index, b.labels, b.valid, b.confidence, b.probabilities, b.entropy_sum)
+
+    def cat(name: str, axis: int) -> np.ndarray | None:
+        parts = [getattr(b, name) for b in bands]
+        return None if parts[0] is None else np.concatenate(parts, axis=axis)
+
+    return FinishedSlice(index, cat("labels", 0), cat("valid", 0), cat("confidence", 0), cat("probabilities", 1),
+                         float(sum(b.entropy_sum for b in bands)))
