@@ -125,6 +125,8 @@ class ClassStats(_Model):
     volume_ml: float | None = None
     components: int | None = Field(None, description="connected components (None: not counted)")
     largest_component: int | None = Field(None, description="pixels/voxels of the largest connected component")
+    components_step: int | None = Field(None, description="components counted on every n-th row/column "
+                                        "(1: exact; >1: large scene, small objects may be missed)")
     largest_touches_border: bool | None = None
     touches_border: bool = Field(description="some pixel of the class lies on the image edge (may be truncated)")
     touches_nodata: bool = Field(description="some pixel of the class borders nodata (may be truncated)")

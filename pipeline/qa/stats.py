@@ -9,6 +9,7 @@ grids, so QA memory does not grow with the scene.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -56,6 +57,10 @@ class QAStats:
         return self.valid_pixels / self.total_pixels if self.total_pixels else 0.0
 
 
+# Components are counted at full resolution up to this size (pixels or voxels, in millions).
+COMPONENTS_MAX_MPIX = 64.0
+
+
 class SceneQA:
     """Streaming QA accumulator for one scene (row bands) or one volume (slices).
 
@@ -69,6 +74,10 @@ class SceneQA:
         connectivity: neighbourhood for connected components.
         components: count connected components (the costliest statistic: one
             ``ndimage.label`` per class and band; off, components are reported as unknown).
+        components_max_mpix: above this many pixels/voxels, components are counted on every
+            n-th row and column (n = ``components_step``, reported per class) so that QA keeps
+            up with a GPU: objects narrower than n pixels can be missed and the largest
+            component's size is scaled by n squared. Counts, areas and flags stay exact.
         thumb_side: longest side of the streamed label/confidence thumbnails.
         threaded: do the work in a thread of its own, so the engine's writer thread only
             hands bands over (a bounded queue of 4 keeps memory flat).
@@ -77,7 +86,8 @@ class SceneQA:
     def __init__(self, class_names: tuple[str, ...] | list[str], height: int, width: int,
                  grid: TileGrid | None = None, area: PixelArea | None = None, *, depth: int | None = None,
                  colors: list[tuple[int, int, int]] | None = None, connectivity: Connectivity = "face",
-                 components: bool = True, thumb_side: int = 512, threaded: bool = False) -> None:
+                 components: bool = True, thumb_side: int = 512, threaded: bool = False,
+                 components_max_mpix: float = COMPONENTS_MAX_MPIX) -> None:
         self.class_names = list(class_names)
         self.colors = [list(c) for c in colors] if colors else []
         self.k = len(self.class_names)
@@ -85,6 +95,8 @@ class SceneQA:
         self.kind: Literal["scene", "volume"] = "scene" if depth is None else "volume"
         self.area = area or PixelArea("pixel", None, True, "no pixel size given")
         self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity) if components else None
+        pixels = height * width * (depth or 1)
+        self.components_step = max(1, math.ceil(math.sqrt(pixels / (components_max_mpix * 1e6))))
         self.touches_edge = np.zeros(self.k, dtype=bool)
         fn = self._observe_band if depth is None else self._observe_slice
         self._worker = _Worker(fn) if threaded else None
@@ -198,7 +210,15 @@ class SceneQA:
         self._nodata_contact(lab, valid)
         self._edges(lab, row0)
         if self.components is not None:
-            self.components.update(lab, present=band_counts[:k] > 0)
+            step = self.components_step
+            if step == 1:
+                self.components.update(lab, present=band_counts[:k] > 0)
+            elif self.kind == "volume":  # decimated in-plane, every slice
+                self.components.update(np.ascontiguousarray(lab[:, ::step, ::step]))
+            else:  # every step-th image row (global index) and column
+                first = (-row0) % step
+                if first < lab.shape[0]:
+                    self.components.update(np.ascontiguousarray(lab[first::step, ::step]))
 
     def _edges(self, lab: np.ndarray, row0: int) -> None:
         """Flag classes on the image edge: plane sides of every band, first and last plane.
@@ -289,7 +309,8 @@ class SceneQA:
                 index=c, name=name, color=self.colors[c] if c < len(self.colors) else [],
                 pixels=int(self.counts[c]), fraction=float(self.counts[c] / valid),
                 **self._class_size(c), components=comps[c].count if comps else None,
-                largest_component=comps[c].largest if comps else None,
+                largest_component=comps[c].largest * self.components_step ** 2 if comps else None,
+                components_step=self.components_step if comps else None,
                 largest_touches_border=comps[c].largest_touches_edge if comps else None,
                 touches_border=bool(self.touches_edge[c]),
                 touches_nodata=bool(self.touches_nodata[c]), **per_class_conf[c],
