@@ -311,3 +311,19 @@ def test_bf16_gpu_agrees_with_fp32_cpu(tmp_path):
     a, b = labels_of(cpu.outputs["labels"]), labels_of(gpu.outputs["labels"])
     assert gpu.record["facts"]["precision"] == "bf16"
     assert (a == b).mean() > 0.98
+
+
+def test_volume_qa_report_with_ml_and_header_check(tmp_path, volume_data):
+    src = make(tmp_path, volume_data, "oblique")
+    res = segment_volume(src, handle(1), tmp_path / "out", RunSettings(**CPU))
+    qa = json.loads((res.scene_dir / "qa.json").read_text())
+    labels = labels_of(res.outputs["labels"])
+    bright = next(c for c in qa["classes"] if c["name"] == "bright")
+    assert bright["pixels"] == int(labels.sum())
+    zooms = nib.load(str(src)).header.get_zooms()[:3]
+    assert bright["volume_ml"] == pytest.approx(labels.sum() * float(np.prod(zooms)) / 1000, rel=1e-5)
+    checks = {c["name"]: c["status"] for c in qa["checks"]}
+    assert checks["nifti_header"] == "pass" and checks["complete"] == "pass"
+    assert res.record["qa"]["verdict"] in ("pass", "warn")
+    html = (res.scene_dir / "qa.html").read_text()
+    assert "axial" in html and "sagittal" in html and "coronal" in html
