@@ -29,6 +29,7 @@ import torch
 from .errors import InputError, OutputError, SegpipeWarning
 from .infer import Predictor, resolve_device
 from .normalize import NormStats, apply_torch, stats_for
+from .prefetch import prefetch
 from .qa import QAThresholds, SceneQA, finalize_scene_qa
 from .raster.read import RasterInfo, StripReader, open_raster
 from .raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec
@@ -354,37 +355,19 @@ class _SceneRun:
 
     def _strips(self, reader: StripReader, pool: _StripPool) -> Iterator[int]:
         """Indices of filled strip buffers, one per grid row, read ahead in a background thread."""
-        ready: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
 
-        def produce() -> None:
-            try:
-                for y in self.grid.row_offsets:
-                    idx = pool.acquire(stop)
-                    if idx is None:
-                        return
-                    reader.read_into(y, pool.data[idx], pool.valid[idx])
-                    ready.put(idx)
-                ready.put(_DONE)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-                ready.put(exc)
-
-        th = threading.Thread(target=produce, name="segpipe-strips", daemon=True)
-        th.start()
-        try:
-            while True:
-                t = time.perf_counter()
-                item = ready.get()
-                self.timings["read_wait_s"] += time.perf_counter() - t
-                if item is _DONE:
+        def fill() -> Iterator[int]:
+            for y in self.grid.row_offsets:
+                idx = pool.acquire()
+                if idx is None:  # closed early
                     return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            pool.wake()
-            th.join()
+                reader.read_into(y, pool.data[idx], pool.valid[idx])
+                yield idx
+
+        yield from prefetch(fill(), maxsize=2, name="segpipe-strips", on_wait=self._waited, wake=pool.wake)
+
+    def _waited(self, seconds: float) -> None:
+        self.timings["read_wait_s"] += seconds
 
     def _batches(self, row: int, valid: np.ndarray) -> Iterator[list[Tile]]:
         """Tiles of grid row ``row`` that hold at least one valid pixel, in batches."""
@@ -461,9 +444,9 @@ class _StripPool:
         for i in range(n):
             self._free.put(i)
 
-    def acquire(self, stop: threading.Event) -> int | None:
+    def acquire(self) -> int | None:
         idx = self._free.get()
-        if idx is None or stop.is_set():
+        if idx is None:
             return None
         if self._events[idx] is not None:
             self._events[idx].synchronize()

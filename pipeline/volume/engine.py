@@ -17,8 +17,6 @@ Everything here is compute on arrays; nothing opens a file.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,11 +27,11 @@ import numpy as np
 import torch
 
 from ..infer import Predictor
+from ..prefetch import prefetch
 from ..stitch import RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid
 from .slicing import slab_planes, slab_valid
 
-_DONE = object()
 
 Normaliser = Callable[[np.ndarray], np.ndarray]
 
@@ -176,40 +174,10 @@ class SliceEngine:
 
     def _prefetch(self, batches: Iterator[_HostBatch]) -> Iterator[_HostBatch]:
         """Run ``batches`` one ahead in a daemon thread; its errors are raised here."""
-        q: queue.Queue[Any] = queue.Queue(maxsize=1)
-        stop = threading.Event()
+        yield from prefetch(batches, maxsize=1, name="segpipe-slabs", on_wait=self._waited)
 
-        def produce() -> None:
-            try:
-                for item in batches:
-                    if stop.is_set():
-                        return
-                    q.put(item)
-                q.put(_DONE)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-                q.put(exc)
-
-        th = threading.Thread(target=produce, name="segpipe-slabs", daemon=True)
-        th.start()
-        try:
-            while True:
-                t = time.perf_counter()
-                item = q.get()
-                self.timings["read_wait_s"] += time.perf_counter() - t
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while th.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    th.join(0.05)
-
-    # -- device side -----------------------------------------------------------------------
+    def _waited(self, seconds: float) -> None:
+        self.timings["read_wait_s"] += seconds
     def _model_input(self, hb: _HostBatch) -> torch.Tensor:
         """(N, context, tile_h, tile_w): the 2.5D stack is gathered on the device from distinct planes."""
         planes = hb.planes.to(self.device, non_blocking=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ from pipeline.scene import segment_scene
 from pipeline.settings import RunSettings
 from pipeline.spec import ModelSpec
 from pipeline.tiling import TileGrid
+
+from ..conftest import Handle
 
 CPU = dict(device="cpu", batch_size=4, workers=1, confidence=True)
 UTM = dict(crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 6000000))
@@ -46,14 +47,6 @@ class TilePosition(torch.nn.Module):
         u = torch.arange(w, dtype=x.dtype, device=x.device) / (w - 1) - 0.5
         fg = 8.0 * (x[:, :1] - 0.5) + self.push * u
         return torch.cat([torch.zeros_like(fg), fg], dim=1)
-
-
-@dataclass
-class Handle:
-    module: torch.nn.Module
-    spec: ModelSpec
-    sha256: str = "0" * 64
-    path: Path = Path("stand-in.safetensors")
 
 
 def handle(module: torch.nn.Module, bands: int = 3, tile: int = 64, overlap: int = 16, names=None) -> Handle:
