@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "flows.cli_batch",
     "flows.cli_deploy",
     "models.cli",
+    "models.train_cli",
 )
 
 
