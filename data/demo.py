@@ -11,7 +11,7 @@
    production engine and writes that into its model card next to it. Volumes get their
    own small model, ``demo-volume-model.safetensors`` (2.5D, CT window).
 3. Runs the main job on the demo inputs: ``segpipe batch`` (Prefect batch flow) when it
-   is there, else ``segpipe run`` per input, into ``demo-out/``.
+   is there, else ``segpipe run`` per input, into ``demo-out/scenes/`` and ``demo-out/volumes/``.
 
 Seeds never overlap between train, validation, test and demo data.
 """
@@ -157,11 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.train_only:
         return 0
     demo = ROOT / "demo"
-    rc = run_main_job(sorted(demo.glob("*.tif")), scene_model, args.out)
+    # One output root per job (model): each gets its own run report and drift history.
+    rc = run_main_job(sorted(demo.glob("*.tif")), scene_model, args.out / "scenes")
     if volume_model is not None:
-        rc = max(rc, run_main_job(sorted(demo.glob("*.nii.gz")), volume_model, args.out))
-    print(f"demo: done in {time.perf_counter() - t0:.0f} s. Outputs and reports: {args.out.resolve()}/<input name>/ "
-          f"(mask COG, record.json, QA report); model cards: {ROOT}/*.card.md", flush=True)
+        rc = max(rc, run_main_job(sorted(demo.glob("*.nii.gz")), volume_model, args.out / "volumes"))
+    out = args.out.resolve()
+    print(f"demo: done in {time.perf_counter() - t0:.0f} s. Run reports: {out}/scenes/run_report.html and "
+          f"{out}/volumes/run_report.html; per input: {out}/<job>/<input name>/ (outputs, record.json, qa.html); "
+          f"model cards: {ROOT}/*.card.md", flush=True)
     return rc
 
 

