@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -37,12 +35,13 @@ from .record import (RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, remo
                      write_json_atomic)
 from .settings import RunSettings
 from .spec import ModelSpec
-from .stitch import PROB_NODATA, PROB_SCALE, RowBand, StreamingStitcher
+from .stitch import PROB_NODATA, PROB_SCALE, StreamingStitcher
+from .strips import StripPool, raw_to_device, unsigned_bits, widen
 from .tiling import Tile, TileGrid
+from .workers import Background, RowObserver, RowWriter
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
 
 
 class ModelHandle(Protocol):
@@ -71,7 +70,6 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
-RowObserver = Callable[[RowBand], None]
 
 
 @dataclass
@@ -197,29 +195,6 @@ def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:
         )
 
 
-class Background:
-    """Run ``fn(*args)`` in a daemon thread (hashing the input while the model works)."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._out: list[Any] = []
-        self._thread = threading.Thread(target=lambda: self._out.append(_capture(fn, *args)), daemon=True)
-        self._thread.start()
-
-    def result(self) -> Any:
-        self._thread.join()
-        value, exc = self._out[0]
-        if exc is not None:
-            raise exc
-        return value
-
-
-def _capture(fn: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
-    try:
-        return fn(*args), None
-    except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-        return None, exc
-
-
 class _SceneRun:
     """State of one scene run; :meth:`execute` is the whole streaming loop."""
 
@@ -234,7 +209,7 @@ class _SceneRun:
         self.predictor = Predictor(model.module, self.spec, self.device, s.precision, s.tta)
         self.timings = dict(read_wait_s=0.0, infer_s=0.0, stitch_s=0.0, write_s=0.0, finalise_s=0.0)
         self.tiles_skipped = 0
-        self.unsigned_bits = _unsigned_bits(np.dtype(info.dtype))
+        self.unsigned_bits = unsigned_bits(np.dtype(info.dtype))
         self.input_observer: Callable[[int, np.ndarray, np.ndarray], None] | None = None
 
     # -- outputs -------------------------------------------------------------------------
@@ -319,13 +294,13 @@ class _SceneRun:
     def _loop(self, reader: StripReader, stitcher: StreamingStitcher, writer: RowWriter, norm: NormStats) -> None:
         t0 = time.perf_counter()
         done = 0
-        pool = _StripPool(self.info, self.grid, self.device)
+        pool = StripPool(self.info, self.grid, self.device)
         for row, idx in enumerate(self._strips(reader, pool)):
             data, valid = pool.data[idx], pool.valid[idx]
             batches = list(self._batches(row, valid))  # decided on the host before the buffer is reused
             if self.input_observer is not None:
                 self.input_observer(self.grid.row_offsets[row], data, valid)
-            strip = _raw_to_device(data, self.device)
+            strip = raw_to_device(data, self.device)
             strip_valid = torch.from_numpy(valid).to(self.device, non_blocking=True)
             pool.uploaded(idx)  # on a GPU the host buffer is refilled as soon as the copy is done
             for tiles in batches:
@@ -353,7 +328,7 @@ class _SceneRun:
         self.progress(Progress(done, self.grid.n_tiles - self.tiles_skipped, rows, self.info.width,
                                time.perf_counter() - t0))
 
-    def _strips(self, reader: StripReader, pool: _StripPool) -> Iterator[int]:
+    def _strips(self, reader: StripReader, pool: StripPool) -> Iterator[int]:
         """Indices of filled strip buffers, one per grid row, read ahead in a background thread."""
 
         def fill() -> Iterator[int]:
@@ -388,7 +363,7 @@ class _SceneRun:
                         norm: NormStats) -> tuple[torch.Tensor, torch.Tensor]:
         """Cut tiles from the strip on the device, widen, pad, normalise; invalid pixels become 0."""
         cols = [(t.window.col_off, t.window.width) for t in tiles]
-        x = _widen(torch.stack([strip[:, :, c : c + w] for c, w in cols]), self.unsigned_bits)
+        x = widen(torch.stack([strip[:, :, c : c + w] for c, w in cols]), self.unsigned_bits)
         v = torch.stack([strip_valid[:, c : c + w] for c, w in cols])[:, None].float()
         ph, pw = self.grid.tile_h - x.shape[2], self.grid.tile_w - x.shape[3]
         if ph or pw:  # an image smaller than a tile: reflect-pad up to the network's shape
@@ -398,135 +373,6 @@ class _SceneRun:
         x = apply_torch(x, norm)
         # Invalid pixels become 0 after normalisation (the mean for meanstd): never raw nodata.
         return x.mul_(v), v[:, 0] > 0.5
-
-
-# Host dtypes torch cannot hold travel bit-cast to the signed type of the same width and are
-# widened back on the device (_widen): the transfer stays as small as the file's pixels.
-_BITCAST = {np.dtype(np.uint16): np.int16, np.dtype(np.uint32): np.int32}
-
-
-def _raw_to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    cast = _BITCAST.get(a.dtype)
-    t = torch.from_numpy(a.view(cast) if cast else a)
-    return t.to(device, non_blocking=True) if t.device != device else t
-
-
-def _unsigned_bits(dtype: np.dtype) -> int | None:
-    """16 or 32 for pixels that travel bit-cast (uint16/uint32), else None."""
-    return dtype.itemsize * 8 if np.dtype(dtype) in _BITCAST else None
-
-
-def _widen(t: torch.Tensor, bits: int | None) -> torch.Tensor:
-    """float32 values of raw pixels; bit-cast unsigned ones are masked back to their range."""
-    if bits is None:
-        return t.float()
-    wide = torch.int32 if bits == 16 else torch.int64
-    return (t.to(wide) & ((1 << bits) - 1)).float()
-
-
-class _StripPool:
-    """Two host buffers for strips (pinned on a GPU run): one being read while one is used.
-
-    The reader thread ``acquire``s a free buffer, fills it and hands its index over; the main
-    thread uploads it and calls ``uploaded`` (on a GPU the buffer is free once the copy has
-    finished, tracked by a CUDA event) and ``release`` when it no longer reads it (CPU: the
-    device tensor *is* the buffer).
-    """
-
-    def __init__(self, info: RasterInfo, grid: TileGrid, device: torch.device, n: int = 2) -> None:
-        shape = (len(info.bands), grid.read_h, info.width)
-        self.cuda = device.type == "cuda"
-        dtype = np.dtype(info.dtype)
-        self.data = [_host_empty(shape, dtype, self.cuda) for _ in range(n)]
-        self.valid = [_host_empty(shape[1:], np.dtype(bool), self.cuda) for _ in range(n)]
-        self._events: list[Any] = [None] * n
-        self._free: queue.Queue[int | None] = queue.Queue()
-        for i in range(n):
-            self._free.put(i)
-
-    def acquire(self) -> int | None:
-        idx = self._free.get()
-        if idx is None:
-            return None
-        if self._events[idx] is not None:
-            self._events[idx].synchronize()
-        return idx
-
-    def uploaded(self, idx: int) -> None:
-        if self.cuda:
-            ev = torch.cuda.Event()
-            ev.record()
-            self._events[idx] = ev
-            self._free.put(idx)
-
-    def release(self, idx: int) -> None:
-        if not self.cuda:
-            self._free.put(idx)
-
-    def wake(self) -> None:
-        """Unblock a reader waiting for a buffer (shutdown)."""
-        self._free.put(None)
-
-
-def _host_empty(shape: tuple[int, ...], dtype: np.dtype, pinned: bool) -> np.ndarray:
-    """An uninitialised host array, in page-locked memory for fast asynchronous copies to a GPU."""
-    if pinned:
-        cast = np.dtype(_BITCAST.get(dtype, dtype))
-        try:
-            t = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, cast)).dtype, pin_memory=True)
-            return t.numpy().view(dtype)
-        except (RuntimeError, TypeError):
-            pass  # pinning can fail (limits, exotic dtype): fall back to pageable memory
-    return np.empty(shape, dtype)
-
-
-class RowWriter:
-    """Writer thread: the only thread that touches the output datasets."""
-
-    def __init__(self, sinks: dict[str, GeoTiffSink], observers: Sequence[RowObserver]) -> None:
-        self.sinks = sinks
-        self.observers = observers
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=4)
-        self.busy_s = 0.0
-        self.valid_pixels = 0
-        self.entropy_sum = 0.0
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="segpipe-write", daemon=True)
-        self.thread.start()
-
-    def put(self, band: RowBand) -> None:
-        if self.error is not None:
-            raise self.error
-        self.q.put(band)
-
-    def _run(self) -> None:
-        while (band := self.q.get()) is not _DONE:
-            if self.error is not None:
-                continue
-            t = time.perf_counter()
-            try:
-                self._write(band)
-            except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
-                self.error = exc
-            self.busy_s += time.perf_counter() - t
-
-    def _write(self, band: RowBand) -> None:
-        self.sinks["mask"].write(band.row0, band.labels)
-        if "confidence" in self.sinks:
-            self.sinks["confidence"].write(band.row0, band.confidence)
-        if "probabilities" in self.sinks:
-            self.sinks["probabilities"].write(band.row0, band.probabilities)
-        self.valid_pixels += int(band.valid.sum())
-        self.entropy_sum += band.entropy_sum
-        for obs in self.observers:
-            obs(band)
-
-    def close(self, abort: bool = False) -> None:
-        if self.thread.is_alive():
-            self.q.put(_DONE)
-            self.thread.join()
-        if self.error is not None and not abort:
-            raise self.error
 
 
 def _record(input_path: Path, input_sha: str, info: RasterInfo, model: ModelHandle, s: RunSettings,

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +57,7 @@ class FinishedSlice:
 
     @property
     def row0(self) -> int:
-        """The slice index, under the name the scene writer (``scene.RowWriter``) reads."""
+        """The slice index, under the name the scene writer (``workers.RowWriter``) reads."""
         return self.index
 
 

@@ -38,8 +38,8 @@ from ..errors import CheckpointError, ConfigError, SegpipeWarning
 from ..infer import Predictor, resolve_device
 from ..qa import QAThresholds, SceneQA
 from ..record import RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, versions, write_json_atomic
-from ..scene import (Background, ModelHandle, Progress, ProgressFn, RowWriter, SceneResult, attach_qa,
-                     prepare_scene_dir, scene_dir_for)
+from ..scene import ModelHandle, Progress, ProgressFn, SceneResult, attach_qa, prepare_scene_dir, scene_dir_for
+from ..workers import Background, RowWriter
 from ..settings import RunSettings
 from ..spec import ModelSpec
 from ..tiling import TileGrid

@@ -1,0 +1,93 @@
+"""Background threads of a run: the output writer and a one-shot background job.
+
+GDAL datasets are not thread-safe for writing, so one :class:`RowWriter` thread owns every
+write of a run's outputs (and feeds the QA observers), while the main thread keeps the
+model busy. :class:`Background` hashes the input meanwhile.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .raster.write import GeoTiffSink
+    from .stitch import RowBand
+
+RowObserver = Callable[["RowBand"], None]
+_DONE = object()
+
+
+class Background:
+    """Run ``fn(*args)`` in a daemon thread (hashing the input while the model works)."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._out: list[Any] = []
+        self._thread = threading.Thread(target=lambda: self._out.append(_capture(fn, *args)), daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        value, exc = self._out[0]
+        if exc is not None:
+            raise exc
+        return value
+
+
+def _capture(fn: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
+    try:
+        return fn(*args), None
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        return None, exc
+
+
+class RowWriter:
+    """Writer thread: the only thread that touches the output datasets."""
+
+    def __init__(self, sinks: dict[str, GeoTiffSink], observers: Sequence[RowObserver]) -> None:
+        self.sinks = sinks
+        self.observers = observers
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.busy_s = 0.0
+        self.valid_pixels = 0
+        self.entropy_sum = 0.0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="segpipe-write", daemon=True)
+        self.thread.start()
+
+    def put(self, band: RowBand) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(band)
+
+    def _run(self) -> None:
+        while (band := self.q.get()) is not _DONE:
+            if self.error is not None:
+                continue
+            t = time.perf_counter()
+            try:
+                self._write(band)
+            except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
+                self.error = exc
+            self.busy_s += time.perf_counter() - t
+
+    def _write(self, band: RowBand) -> None:
+        self.sinks["mask"].write(band.row0, band.labels)
+        if "confidence" in self.sinks:
+            self.sinks["confidence"].write(band.row0, band.confidence)
+        if "probabilities" in self.sinks:
+            self.sinks["probabilities"].write(band.row0, band.probabilities)
+        self.valid_pixels += int(band.valid.sum())
+        self.entropy_sum += band.entropy_sum
+        for obs in self.observers:
+            obs(band)
+
+    def close(self, abort: bool = False) -> None:
+        if self.thread.is_alive():
+            self.q.put(_DONE)
+            self.thread.join()
+        if self.error is not None and not abort:
+            raise self.error
