@@ -128,27 +128,37 @@ class StreamingStitcher:
         return band
 
     def _finalise(self, acc: torch.Tensor, wsum: torch.Tensor, row0: int) -> RowBand:
-        """Divide, argmax and quantise finished rows, in column chunks so temporaries stay small."""
+        """Divide, argmax and quantise finished rows on the device, then ship them in one go.
+
+        Column chunks keep the float temporaries small on very wide scenes; the uint8 results
+        are gathered on the device and copied to the host once per output (no sync per chunk).
+        """
         h, width = wsum.shape
-        labels = np.empty((h, width), np.uint8 if self.label_dtype == torch.uint8 else np.int32)
-        valid = np.empty((h, width), bool)
-        conf = np.empty((h, width), np.uint8) if self.want_conf else None
-        probs_u8 = np.empty((self.k, h, width), np.uint8) if self.want_probs else None
-        entropy = torch.zeros((), dtype=torch.float64, device=self.device)
+        dev = self.device
+        labels = torch.empty((h, width), dtype=self.label_dtype, device=dev)
+        valid = torch.empty((h, width), dtype=torch.bool, device=dev)
+        conf = torch.empty((h, width), dtype=torch.uint8, device=dev) if self.want_conf else None
+        probs_u8 = torch.empty((self.k, h, width), dtype=torch.uint8, device=dev) if self.want_probs else None
+        entropy = torch.zeros((), dtype=torch.float64, device=dev)
         for x0 in range(0, width, FINALISE_COLUMNS):
             x1 = min(x0 + FINALISE_COLUMNS, width)
             ws = wsum[:, x0:x1]
             ok = ws > 0
             p = acc[:, :, x0:x1] / torch.where(ok, ws, torch.ones_like(ws))
             c, lab = p.max(dim=0)
-            labels[:, x0:x1] = torch.where(ok, lab, torch.full_like(lab, self.nodata)).to(self.label_dtype).cpu().numpy()
-            valid[:, x0:x1] = ok.cpu().numpy()
+            labels[:, x0:x1] = torch.where(ok, lab, torch.full_like(lab, self.nodata))
+            valid[:, x0:x1] = ok
             entropy += torch.special.entr(p).sum(dim=0).mul_(ok).sum(dtype=torch.float64)
             if conf is not None:
-                conf[:, x0:x1] = _to_u8(c, ok).cpu().numpy()
+                conf[:, x0:x1] = _to_u8(c, ok)
             if probs_u8 is not None:
-                probs_u8[:, :, x0:x1] = _to_u8(p, ok).cpu().numpy()
-        return RowBand(row0, labels, valid, conf, probs_u8, float(entropy))
+                probs_u8[:, :, x0:x1] = _to_u8(p, ok)
+        return RowBand(row0, _host(labels), _host(valid), None if conf is None else _host(conf),
+                       None if probs_u8 is None else _host(probs_u8), float(entropy))
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()
 
 
 def _to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
