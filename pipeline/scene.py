@@ -325,8 +325,8 @@ class _SceneRun:
         if self.progress is None:
             return
         rows = self.grid.rows_finished_after(rows_done_grid - 1)[1] if rows_done_grid else 0
-        self.progress(Progress(done, self.grid.n_tiles - self.tiles_skipped, rows, self.info.width,
-                               time.perf_counter() - t0))
+        self.progress(Progress(done, self.grid.n_tiles - self.tiles_skipped, rows, self.grid.height,
+                               self.info.width, time.perf_counter() - t0))
 
     def _strips(self, reader: StripReader, pool: StripPool) -> Iterator[int]:
         """Indices of filled strip buffers, one per grid row, read ahead in a background thread."""

@@ -244,3 +244,14 @@ def test_rerun_replaces_outputs_and_failed_rerun_leaves_no_record(make_tif, tmp_
         warnings.simplefilter("ignore")
         segment_scene(path, identity_handle(), out, RunSettings(**CPU))
     assert not res.record_path.exists()  # the scene now reads as unfinished
+
+
+def test_progress_reports_tiles_and_rows_until_done(make_tif, tmp_path):
+    seen = []
+    segment_scene(make_tif(_scores(150, 100)), identity_handle(), tmp_path / "out", RunSettings(**CPU),
+                  progress=seen.append)
+    assert seen, "no progress reported"
+    last = seen[-1]
+    assert (last.tiles_done, last.rows_done, last.rows_total, last.width) == (last.tiles_total, 150, 150, 100)
+    assert all(a.tiles_done <= b.tiles_done and a.rows_done <= b.rows_done for a, b in zip(seen, seen[1:]))
+    assert last.mpix_per_s > 0
