@@ -25,7 +25,7 @@ from .tiling import Tile, TileGrid
 PROB_SCALE = 254
 PROB_NODATA = 255
 # Finished rows are reduced this many columns at a time: bounds the temporaries of very wide scenes.
-FINALISE_COLUMNS = 4096
+FINALISE_COLUMNS = 2048
 
 
 @dataclass(frozen=True)

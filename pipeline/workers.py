@@ -50,7 +50,7 @@ class RowWriter:
     def __init__(self, sinks: dict[str, GeoTiffSink], observers: Sequence[RowObserver]) -> None:
         self.sinks = sinks
         self.observers = observers
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=2)  # each finished row band is O(tile x width)
         self.busy_s = 0.0
         self.valid_pixels = 0
         self.entropy_sum = 0.0

@@ -375,7 +375,7 @@ class SceneQA:
 class _Worker:
     """One background thread applying ``fn`` to queued items in order; errors resurface on close/put."""
 
-    def __init__(self, fn: Any, depth: int = 4) -> None:
+    def __init__(self, fn: Any, depth: int = 2) -> None:
         self.fn = fn
         self.q: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
