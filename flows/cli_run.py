@@ -19,7 +19,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, help="tile size in pixels, multiple of 32 (default: checkpoint's)")
     p.add_argument("--overlap", type=int, help="overlap in pixels, about the receptive field (default: checkpoint's)")
     p.add_argument("--blend", choices=sorted(BLEND_WINDOWS), default="gaussian", help="tile blending window")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per model call")
+    p.add_argument("--batch-size", type=int, help="tiles per model call (default: 8 on a GPU, 2 on the CPU)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto = bf16 autocast on GPU, fp32 on CPU")

@@ -47,7 +47,7 @@ class RunOptions(BaseModel):
     tile: int | None = Field(None, ge=MODEL_STRIDE, le=8192, description="tile size, multiple of 32")
     overlap: int | None = Field(None, ge=0, le=4096)
     blend: BlendName = "gaussian"
-    batch_size: int = Field(8, ge=1, le=1024)
+    batch_size: int | None = Field(None, ge=1, le=1024)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     tta: bool = False

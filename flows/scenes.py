@@ -151,7 +151,10 @@ def halved(settings: RunSettings) -> RunSettings:
     """The settings to retry with after a device out-of-memory error."""
     from dataclasses import replace
 
-    return replace(settings, batch_size=max(1, settings.batch_size // 2))
+    from pipeline.infer import resolve_device
+
+    current = settings.batch_for(resolve_device(settings.device).type)
+    return replace(settings, batch_size=max(1, current // 2))
 
 
 def one_line(exc: BaseException) -> str:

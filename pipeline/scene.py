@@ -210,6 +210,7 @@ class _SceneRun:
         self.timings = dict(read_wait_s=0.0, infer_s=0.0, stitch_s=0.0, write_s=0.0, finalise_s=0.0)
         self.tiles_skipped = 0
         self.unsigned_bits = unsigned_bits(np.dtype(info.dtype))
+        self.batch_size = s.batch_for(self.device.type)
         self.input_observer: Callable[[int, np.ndarray, np.ndarray], None] | None = None
 
     # -- outputs -------------------------------------------------------------------------
@@ -353,7 +354,7 @@ class _SceneRun:
                 self.tiles_skipped += 1
                 continue
             tiles.append(tile)
-            if len(tiles) == self.s.batch_size:
+            if len(tiles) == self.batch_size:
                 yield tiles
                 tiles = []
         if tiles:

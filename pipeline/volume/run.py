@@ -199,7 +199,7 @@ class _VolumeRun:
         stats = volume_stats(vol.data, norm, vol.valid)
         self.timings["stats_s"] += time.perf_counter() - t
         engine = SliceEngine(self.predictor, self.grid, self.spec.num_classes, blend=self.s.blend,
-                             context=self.s.context, batch_size=self.s.batch_size,
+                             context=self.s.context, batch_size=self.s.batch_for(self.device.type),
                              confidence=self.s.confidence or self.qa_enabled, probabilities=self.s.probabilities)
         sinks = _Sinks(vol, self.spec, self.s)
         lv = LabelVolumes(vol.zooms, self.spec.class_names)
