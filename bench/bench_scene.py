@@ -26,17 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def make_model(kind: str, encoder: str, bands: int, classes: int):
-    import torch
-
-    if kind == "tiny":  # memory benchmark: a 1x1 conv, so the engine (not the model) dominates
-        torch.manual_seed(0)
-        return torch.nn.Conv2d(bands, classes, 1)
-    from models.unet import build_model
-
-    torch.manual_seed(0)
-    return build_model(encoder=encoder, in_channels=bands, out_channels=classes).eval()
+from bench.common import make_model, model_only_seconds, warm_up  # noqa: E402
 
 
 def handle(args):
@@ -72,7 +62,7 @@ def end_to_end(args) -> None:
     from pipeline.scene import segment_scene
 
     h = handle(args)
-    _warm_up(h, args)
+    warm_up(h, args.device, args.batch_size, args.bands, args.tile)
     t = time.perf_counter()
     res = segment_scene(args.scene, h, args.out, settings(args), qa=not args.no_qa)
     dt = time.perf_counter() - t
@@ -82,42 +72,8 @@ def end_to_end(args) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def _warm_up(h, args) -> None:
-    """Start the CUDA context and pick kernels once, as a long-running worker already has."""
-    import torch
-
-    from pipeline.infer import Predictor, resolve_device
-
-    dev = resolve_device(args.device)
-    if dev.type == "cuda":
-        pred = Predictor(h.module, h.spec, dev)
-        pred(torch.rand(args.batch_size, args.bands, args.tile, args.tile, device=dev))
-        torch.cuda.synchronize()
-
-
 def model_only(args, tiles: int) -> float:
-    import torch
-
-    from pipeline.infer import Predictor, resolve_device
-
-    h = handle(args)
-    dev = resolve_device(args.device)
-    pred = Predictor(h.module, h.spec, dev)
-    x = torch.rand(args.batch_size, args.bands, args.tile, args.tile, device=dev)
-    for _ in range(2):
-        pred(x)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    n = 0
-    while n < tiles:
-        b = min(args.batch_size, tiles - n)
-        p = pred(x[:b])
-        p.argmax(1)  # the model's own output reduction, as the stitcher does at minimum
-        n += b
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
+    return model_only_seconds(handle(args), args.device, args.batch_size, args.bands, args.tile, tiles)
 
 
 def main() -> None:
