@@ -47,19 +47,35 @@ def stats_for(norm: Normalization, channels: int, sample: np.ndarray | None = No
     offs, scales, lows, highs = [], [], [], []
     for c in range(channels):
         v = sample[c][sample_valid] if sample_valid is not None else sample[c].ravel()
-        v = v[np.isfinite(v)].astype(np.float64)
-        lo, hi = np.percentile(v, [norm.low, norm.high]) if v.size else (0.0, 1.0)
-        if norm.kind == "percentile":
-            off, sc = float(lo), (1.0 / float(hi - lo) if hi > lo else 1.0)
-        else:  # zscore of the values clipped to the percentiles
-            clipped = np.clip(v, lo, hi) if v.size else np.zeros(1)
-            sd = float(clipped.std())
-            off, sc = float(clipped.mean()), (1.0 / sd if sd > 0 else 1.0)
-        offs.append(off)
-        scales.append(sc)
-        lows.append((float(lo) - off) * sc)
-        highs.append((float(hi) - off) * sc)
+        st = robust_stats(v[np.isfinite(v)].astype(np.float64), norm)
+        offs.append(st["offset"])
+        scales.append(1.0 / st["divisor"])
+        lows.append(st["lower"])
+        highs.append(st["upper"])
     return NormStats(tuple(offs), tuple(scales), tuple(lows), tuple(highs))
+
+
+# Below this a standard deviation (or percentile range) is treated as 0 and the scale as 1.
+EPS = 1e-8
+
+
+def robust_stats(v: np.ndarray, norm: Normalization) -> dict[str, float]:
+    """Per-image statistics of ``percentile``/``zscore`` normalisation from finite sample values.
+
+    Returns offset, divisor, lower, upper (model input = clip((x - offset) / divisor,
+    lower, upper)) and the percentile values they came from (plus mean/std for zscore).
+    Scenes (per band) and volumes share this, so both normalise identically.
+    """
+    lo, hi = (float(q) for q in np.percentile(v, [norm.low, norm.high])) if v.size else (0.0, 1.0)
+    if norm.kind == "percentile":
+        width = hi - lo if hi - lo > EPS else 1.0
+        return dict(offset=lo, divisor=width, lower=0.0, upper=(hi - lo) / width, low_value=lo, high_value=hi)
+    # zscore of the values clipped to the percentiles
+    clipped = np.clip(v, lo, hi) if v.size else np.zeros(1)
+    mean, sd = float(clipped.mean()), float(clipped.std())
+    div = sd if sd > EPS else 1.0
+    return dict(offset=mean, divisor=div, lower=(lo - mean) / div, upper=(hi - mean) / div, low_value=lo,
+                high_value=hi, mean=mean, std=sd)
 
 
 def apply_torch(x: torch.Tensor, stats: NormStats) -> torch.Tensor:

@@ -26,12 +26,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..normalize import robust_stats
 from ..spec import Normalization
 
 SAMPLE_VOXELS = 1 << 21
-
-# Below this the standard deviation (or percentile range) is treated as 0 and the scale as 1.
-_EPS = 1e-8
 
 
 def sample_stride(shape: tuple[int, ...], max_voxels: int = SAMPLE_VOXELS) -> int:
@@ -82,20 +80,12 @@ def _sample_stats(data: np.ndarray, norm: Normalization, valid: np.ndarray | Non
     if norm.nonzero:
         keep &= v != 0
     v = v[keep]
-    lo, hi = (np.percentile(v, [norm.low, norm.high]) if v.size else (0.0, 1.0))
-    lo, hi = float(lo), float(hi)
-    if norm.kind == "percentile":
-        width = hi - lo if hi - lo > _EPS else 1.0
-        stats = _affine("percentile", lo, 1.0 / width, 0.0, (hi - lo) / width)
-        stats["divisor"] = width
-    else:  # zscore of the values clipped to the percentiles
-        clipped = np.clip(v, lo, hi) if v.size else np.zeros(1)
-        mean, sd = float(clipped.mean()), float(clipped.std())
-        div = sd if sd > _EPS else 1.0
-        stats = _affine("zscore", mean, 1.0 / div, (lo - mean) / div, (hi - mean) / div)
-        stats["divisor"] = div
-        stats.update(mean=mean, std=sd, nonzero=bool(norm.nonzero))
-    stats.update(low_value=lo, high_value=hi, stride=s, n_samples=int(v.size))
+    st = robust_stats(v, norm)
+    stats = _affine(norm.kind, st["offset"], 1.0 / st["divisor"], st["lower"], st["upper"])
+    stats["divisor"] = st["divisor"]
+    if norm.kind == "zscore":
+        stats.update(mean=st["mean"], std=st["std"], nonzero=bool(norm.nonzero))
+    stats.update(low_value=st["low_value"], high_value=st["high_value"], stride=s, n_samples=int(v.size))
     return stats
 
 
