@@ -37,7 +37,7 @@ from .settings import RunSettings
 from .spec import ModelSpec
 from .stitch import PROB_NODATA, PROB_SCALE, StreamingStitcher
 from .strips import StripPool, raw_to_device, unsigned_bits, widen
-from .tiling import Tile, TileGrid
+from .tiling import Tile, TileGrid, pad_mode
 from .workers import Background, RowObserver, RowWriter
 
 log = logging.getLogger(__name__)
@@ -368,7 +368,7 @@ class _SceneRun:
         v = torch.stack([strip_valid[:, c : c + w] for c, w in cols])[:, None].float()
         ph, pw = self.grid.tile_h - x.shape[2], self.grid.tile_w - x.shape[3]
         if ph or pw:  # an image smaller than a tile: reflect-pad up to the network's shape
-            mode = "reflect" if ph < x.shape[2] and pw < x.shape[3] else "replicate"
+            mode = pad_mode(x.shape[2], x.shape[3], ph, pw)
             x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
             v = torch.nn.functional.pad(v, (0, pw, 0, ph), mode=mode)
         x = apply_torch(x, norm)

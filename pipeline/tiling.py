@@ -38,6 +38,12 @@ def axis_offsets(length: int, tile: int, overlap: int) -> tuple[int, ...]:
     return tuple(offsets)
 
 
+def pad_mode(h: int, w: int, ph: int, pw: int) -> str:
+    """How a window smaller than the network's tile is padded by (ph, pw): reflect, or
+    replicate (numpy: edge) where a side is too short to reflect that far (torch's limit)."""
+    return "reflect" if ph < h and pw < w else "replicate"
+
+
 @dataclass(frozen=True)
 class Tile:
     """One window of the grid: its row/column index in the grid and its pixel window."""

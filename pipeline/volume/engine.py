@@ -28,7 +28,7 @@ import torch
 from ..infer import Predictor
 from ..prefetch import prefetch
 from ..stitch import RowBand, StreamingStitcher
-from ..tiling import Tile, TileGrid
+from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
 
 
@@ -160,7 +160,7 @@ class SliceEngine:
     def _pad(self, planes: np.ndarray) -> np.ndarray:
         """Pad (u, H, W) planes up to the network's tile shape where a side is smaller than a tile.
 
-        The same padding as the scene engine's (reflect; edge for 1-pixel sides): a side
+        The same padding as the scene engine's (``tiling.pad_mode``): a side
         shorter than the tile is covered by one window, so padding the plane equals padding
         each window.
         """
@@ -168,7 +168,8 @@ class SliceEngine:
         ph, pw = max(0, g.tile_h - planes.shape[1]), max(0, g.tile_w - planes.shape[2])
         if ph == 0 and pw == 0:
             return planes
-        mode = "reflect" if min(g.read_h, g.read_w) > 1 else "edge"
+        mode = pad_mode(planes.shape[1], planes.shape[2], ph, pw)
+        mode = "edge" if mode == "replicate" else mode  # numpy's name
         return np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode=mode)
 
     def _prefetch(self, batches: Iterator[_HostBatch]) -> Iterator[_HostBatch]:
