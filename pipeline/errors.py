@@ -7,6 +7,10 @@ so callers that only know builtins still catch them.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class SegpipeError(Exception):
     """Base of every error segpipe raises on purpose."""
@@ -38,6 +42,26 @@ class TransientError(SegpipeError, RuntimeError):
 
 class SegpipeWarning(UserWarning):
     """Degraded-but-usable input (no CRS, no valid pixel, NaN values). QA collects these."""
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Collect the SegpipeWarning messages raised inside (for the record), then re-emit them.
+
+    Every warning caught inside is warned again on the way out, also when the body fails,
+    so callers (CLI, flows, tests) still see them; the yielded list holds the segpipe ones.
+    """
+    messages: list[str] = []
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SegpipeWarning)
+            yield messages
+    finally:
+        for w in caught:
+            if issubclass(w.category, SegpipeWarning):
+                messages.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 # The one place that decides which failures are worth a retry. Anything not listed as

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .errors import InputError, OutputError, SegpipeWarning
+from .errors import InputError, OutputError, SegpipeWarning, collected_warnings
 from .infer import Predictor, resolve_device
 from .normalize import NormStats, apply_torch, stats_for
 from .prefetch import prefetch
@@ -132,8 +132,7 @@ def segment_scene(
     bound_gdal_cache()
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SegpipeWarning)
+    with collected_warnings() as msgs:
         info = open_raster(input_path, model.spec.bands)
         _check_bands(info, model.spec)
         scene_dir = scene_dir_for(input_path, out_root)
@@ -148,9 +147,6 @@ def segment_scene(
             run.input_observer = scene_qa.observe_input
         outputs, timings, facts = run.execute()
         input_sha = hasher.result()
-    msgs = [str(w.message) for w in caught if issubclass(w.category, SegpipeWarning)]
-    for m in msgs:  # re-emitted outside the recorder so callers (CLI, flows, tests) see them
-        warnings.warn(m, SegpipeWarning, stacklevel=2)
     timings["total_s"] = time.perf_counter() - t0
     record = _record(input_path, input_sha, info, model, s, scene_dir, outputs, timings, facts, msgs, started)
     if scene_qa is not None:

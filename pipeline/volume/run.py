@@ -34,7 +34,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError, SegpipeWarning
+from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_warnings
 from ..infer import Predictor, resolve_device
 from ..qa import QAThresholds, SceneQA
 from ..record import RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, versions, write_json_atomic
@@ -94,8 +94,7 @@ def segment_volume(
     input_path, out_root = Path(input_path), Path(out_root)
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SegpipeWarning)
+    with collected_warnings() as msgs:
         s = _resolve_settings(settings, model, input_path)
         volumes = iter_volumes(input_path, slice_axis=s.slice_axis, **_series_args(s.series))
         t = time.perf_counter()
@@ -109,9 +108,6 @@ def segment_volume(
         run.timings["read_s"] = read_s
         run.execute(first, volumes)
         input_sha = hasher.result()
-    msgs = [str(w.message) for w in caught if issubclass(w.category, SegpipeWarning)]
-    for m in msgs:  # re-emitted outside the recorder so callers (CLI, flows, tests) see them
-        warnings.warn(m, SegpipeWarning, stacklevel=2)
     run.timings["total_s"] = time.perf_counter() - t0
     record = _record(input_path, input_sha, run, model, s, msgs, started)
     if run.qa is not None:

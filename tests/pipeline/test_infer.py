@@ -70,3 +70,19 @@ def test_retry_table():
     assert not is_transient(CheckpointError("model: mismatch"))
     assert not is_transient(FileNotFoundError("scene.tif"))
     assert not is_transient(ValueError("a bug"))
+
+
+def test_collected_warnings_records_segpipe_ones_and_reemits_all_even_on_failure():
+    import warnings
+
+    from pipeline.errors import SegpipeWarning, collected_warnings
+
+    with pytest.warns(SegpipeWarning, match="no CRS"), pytest.warns(UserWarning, match="other"):
+        with collected_warnings() as msgs:
+            warnings.warn("scene.tif: has no CRS", SegpipeWarning)
+            warnings.warn("some other library's warning", UserWarning)
+    assert msgs == ["scene.tif: has no CRS"]
+    with pytest.warns(SegpipeWarning, match="NaN"), pytest.raises(RuntimeError):
+        with collected_warnings():
+            warnings.warn("scene.tif: 3 NaN pixels", SegpipeWarning)
+            raise RuntimeError("failed later")
