@@ -68,12 +68,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
-    """Write JSON under a temporary name in the same folder, then rename into place."""
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` under a hidden ``.partial`` name in the same folder, then rename into place.
+
+    A crash leaves only the ``.partial`` file (removed by :func:`remove_partials`), never a
+    truncated file under the final name.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, default=str)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -81,6 +85,11 @@ def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
+    """Write JSON atomically (see :func:`write_text_atomic`)."""
+    return write_text_atomic(path, json.dumps(doc, indent=2, default=str))
 
 
 # Hidden temporary names the engine writes before renaming (``.x_mask.tif.1a2b3c4d.partial.tif``

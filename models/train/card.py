@@ -8,9 +8,10 @@ production engine (``validate.py``), not from training tiles.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from pipeline.record import write_text_atomic
 
 
 def card_paths(checkpoint: str | Path) -> tuple[Path, Path]:
@@ -22,19 +23,13 @@ def card_paths(checkpoint: str | Path) -> tuple[Path, Path]:
 
 def write_card(checkpoint: str | Path, doc: dict[str, Any]) -> tuple[Path, Path]:
     md_path, json_path = card_paths(checkpoint)
-    _write(json_path, json.dumps(doc, indent=2, default=str) + "\n")
-    _write(md_path, render_markdown(doc))
+    write_text_atomic(json_path, json.dumps(doc, indent=2, default=str) + "\n")
+    write_text_atomic(md_path, render_markdown(doc))
     return md_path, json_path
 
 
 def read_card(checkpoint: str | Path) -> dict[str, Any]:
     return json.loads(card_paths(checkpoint)[1].read_text())
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(v: float | None) -> str:

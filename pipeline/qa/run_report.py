@@ -22,13 +22,12 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..record import RECORD_NAME, write_json_atomic
+from ..record import RECORD_NAME, write_json_atomic, write_text_atomic
 from .drift import HistoryEntry, baseline, drift_flags, earlier_runs
 from .html import run_html
 from .read import read_json
 from .schema import (QA_HTML, QA_JSON, RUN_REPORT_HTML, RUN_SUMMARY_JSON, SCHEMA_VERSION, QAReport, QAThresholds,
                      RunRow, RunSummary, RunTotals)
-from .scene_report import write_text_atomic
 from .verdict import decide
 
 log = logging.getLogger(__name__)

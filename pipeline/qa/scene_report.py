@@ -8,8 +8,6 @@ always has its QA report beside it.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..record import write_json_atomic
+from ..record import write_json_atomic, write_text_atomic
 from .build import build_report
 from .checks import CheckContext, ExtraCheck, run_checks
 from .html import scene_html
@@ -104,16 +102,3 @@ def _scene_images(stats: QAStats, input_path: Path, record: Mapping[str, Any], c
     if stats.confidence_thumb is not None:
         images["confidence (max class probability)"] = data_uri(png_bytes(confidence_image(stats.confidence_thumb)))
     return images
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` under a temporary name beside ``path``, then rename into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

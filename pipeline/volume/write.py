@@ -23,6 +23,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from ..errors import GeometryError, OutputError
+from ..record import write_text_atomic
 from . import labelfiles
 from .io import Volume, one_line
 from .slicing import CONF_SCALE
@@ -224,10 +225,7 @@ def _write_sidecars(final: Path, kind: str, names: Sequence[str],
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         for target, text in files.items():
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-            written.append(target)
+            written.append(write_text_atomic(target, text))
     except OSError as exc:
         _remove(*written)
         raise OutputError(f"{final.parent}: cannot write label files ({one_line(exc)})") from exc
