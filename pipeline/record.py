@@ -15,6 +15,7 @@ import re
 import resource
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,37 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def completion_record(kind: str, input_path: Path, input_sha: str, input_facts: dict[str, Any], model: Any,
+                      settings: Any, outputs: dict[str, Path], facts: dict[str, Any], timings: dict[str, float],
+                      warnings: list[str], started: str, **extra: Any) -> dict[str, Any]:
+    """The ``record.json`` document of a finished input (scene or volume).
+
+    ``model`` is a loaded checkpoint (module, spec, sha256, path); ``settings`` the resolved
+    RunSettings, whose fingerprint decides whether a later run may skip the input.
+    """
+    return {
+        "record_version": RECORD_VERSION,
+        "status": "complete",
+        "kind": kind,
+        "input": {"path": str(input_path.resolve()), "sha256": input_sha, "size_bytes": input_path.stat().st_size,
+                  **input_facts},
+        "model": {
+            "path": str(model.path), "sha256": model.sha256, "class_names": list(model.spec.class_names),
+            "class_colors": [list(c) for c in model.spec.colors()], "spec": model.spec.to_dict(),
+        },
+        "settings": settings.to_dict(),
+        "fingerprint": settings.fingerprint(),
+        "outputs": {name: p.name for name, p in outputs.items()},
+        "facts": facts,
+        "timings": timings,
+        "warnings": warnings,
+        "versions": versions(),
+        "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(),
+        **extra,
+    }
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -31,7 +31,7 @@ from .prefetch import prefetch
 from .qa import QAThresholds, SceneQA, finalize_scene_qa
 from .raster.read import RasterInfo, StripReader, open_raster
 from .raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec
-from .record import (RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, remove_partials, versions,
+from .record import (RECORD_NAME, completion_record, file_sha256, peak_rss_mb, remove_partials,
                      write_json_atomic)
 from .settings import RunSettings
 from .spec import ModelSpec
@@ -148,7 +148,7 @@ def segment_scene(
         outputs, timings, facts = run.execute()
         input_sha = hasher.result()
     timings["total_s"] = time.perf_counter() - t0
-    record = _record(input_path, input_sha, info, model, s, scene_dir, outputs, timings, facts, msgs, started)
+    record = _record(input_path, input_sha, info, model, s, outputs, timings, facts, msgs, started)
     if scene_qa is not None:
         attach_qa(record, scene_qa, scene_dir, outputs, qa_thresholds)
     write_json_atomic(scene_dir / RECORD_NAME, record)
@@ -373,34 +373,17 @@ class _SceneRun:
 
 
 def _record(input_path: Path, input_sha: str, info: RasterInfo, model: ModelHandle, s: RunSettings,
-            scene_dir: Path, outputs: dict[str, Path], timings: dict[str, float], facts: dict[str, Any],
+            outputs: dict[str, Path], timings: dict[str, float], facts: dict[str, Any],
             msgs: list[str], started: str) -> dict[str, Any]:
     mpix = info.width * info.height / 1e6
-    return {
-        "record_version": RECORD_VERSION,
-        "status": "complete",
-        "kind": "scene",
-        "input": {
-            "path": str(input_path.resolve()), "sha256": input_sha, "size_bytes": input_path.stat().st_size,
-            "width": info.width, "height": info.height, "bands": list(info.bands), "band_count": info.count,
-            "dtype": info.dtype, "crs_wkt": info.crs_wkt, "transform": list(info.transform)[:6],
-            "nodata": info.nodata, "mask_kind": info.mask_kind, "driver": info.driver,
-        },
-        "model": {
-            "path": str(model.path), "sha256": model.sha256, "class_names": list(model.spec.class_names),
-            "class_colors": [list(c) for c in model.spec.colors()], "spec": model.spec.to_dict(),
-        },
-        "settings": s.to_dict(),
-        "fingerprint": s.fingerprint(),
-        "outputs": {name: p.name for name, p in outputs.items()},
-        "facts": facts,
-        "timings": {**timings, "mpix_per_s": mpix / max(timings["total_s"], 1e-9)},
-        "warnings": msgs,
-        "versions": versions(),
-        "started": started,
-        "finished": datetime.now(timezone.utc).isoformat(),
-        "block_size": BLOCK,
+    input_facts = {
+        "width": info.width, "height": info.height, "bands": list(info.bands), "band_count": info.count,
+        "dtype": info.dtype, "crs_wkt": info.crs_wkt, "transform": list(info.transform)[:6],
+        "nodata": info.nodata, "mask_kind": info.mask_kind, "driver": info.driver,
     }
+    timings = {**timings, "mpix_per_s": mpix / max(timings["total_s"], 1e-9)}
+    return completion_record("scene", input_path, input_sha, input_facts, model, s, outputs, facts, timings, msgs,
+                             started, block_size=BLOCK)
 
 
 __all__ = ["ModelHandle", "Progress", "RunSettings", "SceneResult", "segment_scene", "scene_dir_for", "InputError"]

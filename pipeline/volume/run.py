@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_warnings
 from ..infer import Predictor, resolve_device
 from ..qa import QAThresholds, SceneQA
-from ..record import RECORD_NAME, RECORD_VERSION, file_sha256, peak_rss_mb, versions, write_json_atomic
+from ..record import RECORD_NAME, completion_record, file_sha256, peak_rss_mb, write_json_atomic
 from ..scene import ModelHandle, Progress, ProgressFn, SceneResult, attach_qa, prepare_scene_dir, scene_dir_for
 from ..workers import Background, RowWriter
 from ..settings import RunSettings
@@ -374,34 +374,18 @@ def _record(input_path: Path, input_sha: str, run: _VolumeRun, model: ModelHandl
     hdr = vol.header
     x, y, z = vol.orientation.source_shape
     total = max(timings["total_s"], 1e-9)
-    return {
-        "record_version": RECORD_VERSION,
-        "status": "complete",
-        "kind": "volume",
-        "input": {
-            "path": str(input_path.resolve()), "sha256": input_sha, "size_bytes": input_path.stat().st_size,
-            "width": x, "height": y, "depth": z, "shape": list(vol.source_shape),
-            "canonical_shape": list(vol.shape), "zooms": [float(v) for v in hdr.get_zooms()[:3]],
-            "canonical_zooms": list(vol.zooms), "dtype": vol.source_dtype, "scaling": list(vol.scaling),
-            "orientation": "".join(vol.orientation.source_codes), "qform_code": int(hdr["qform_code"]),
-            "sform_code": int(hdr["sform_code"]), "nifti_version": 2 if isinstance(hdr, nib.Nifti2Header) else 1,
-            "series_note": "; ".join(v["series_note"] for v in run.volumes if v["series_note"]),
-            "volumes": [v["index"] for v in run.volumes], "n_invalid": sum(v["n_invalid"] for v in run.volumes),
-        },
-        "model": {
-            "path": str(model.path), "sha256": model.sha256, "class_names": list(model.spec.class_names),
-            "class_colors": [list(c) for c in model.spec.colors()], "spec": model.spec.to_dict(),
-        },
-        "settings": s.to_dict(),
-        "fingerprint": s.fingerprint(),
-        "outputs": {name: p.name for name, p in run.outputs.items()},
-        "facts": run.facts(),
-        "timings": {**timings, "slices_per_s": run.slices_done / total, "mpix_per_s": run.voxels_done / total / 1e6},
-        "warnings": msgs,
-        "versions": versions(),
-        "started": started,
-        "finished": datetime.now(timezone.utc).isoformat(),
+    input_facts = {
+        "width": x, "height": y, "depth": z, "shape": list(vol.source_shape),
+        "canonical_shape": list(vol.shape), "zooms": [float(v) for v in hdr.get_zooms()[:3]],
+        "canonical_zooms": list(vol.zooms), "dtype": vol.source_dtype, "scaling": list(vol.scaling),
+        "orientation": "".join(vol.orientation.source_codes), "qform_code": int(hdr["qform_code"]),
+        "sform_code": int(hdr["sform_code"]), "nifti_version": 2 if isinstance(hdr, nib.Nifti2Header) else 1,
+        "series_note": "; ".join(v["series_note"] for v in run.volumes if v["series_note"]),
+        "volumes": [v["index"] for v in run.volumes], "n_invalid": sum(v["n_invalid"] for v in run.volumes),
     }
+    timings = {**timings, "slices_per_s": run.slices_done / total, "mpix_per_s": run.voxels_done / total / 1e6}
+    return completion_record("volume", input_path, input_sha, input_facts, model, s, run.outputs, run.facts(),
+                             timings, msgs, started)
 
 
 __all__ = ["SliceObserver", "segment_volume"]
