@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import make_model, model_only_seconds, warm_up  # noqa: E402
+from bench.common import make_model, model_only_seconds, print_rates, resolve_batch, warm_up  # noqa: E402
 
 
 def handle(args):
@@ -84,15 +84,17 @@ def main() -> None:
     ap.add_argument("--model", choices=["unet", "tiny"], default="unet")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's for the device")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeat", type=int, default=1, help="end-to-end + model-only pairs")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--no-qa", action="store_true", help="skip the QA report (engine alone)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    resolve_batch(args)
     if args.child:
         end_to_end(args)
         return
@@ -110,23 +112,20 @@ def main() -> None:
     for k in ("bands", "encoder", "model", "tile", "overlap", "batch_size", "workers", "device"):
         cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
     cmd += ["--no-qa"] if args.no_qa else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not line:
-        sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
-    e2e = json.loads(line[0][7:])
-    mo = model_only(args, e2e["tiles"])
-    mpix = args.size * args.size / 1e6
-    e2e_rate, mo_rate = mpix / e2e["seconds"], mpix / mo
+    runs, peak = [], 0.0
+    for _ in range(args.repeat):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not line:
+            sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
+        e2e = json.loads(line[0][7:])
+        runs.append((e2e["seconds"], model_only(args, e2e["tiles"])))
+        peak = max(peak, e2e["peak_rss_mb"])
     print(json.dumps({"timings": e2e["timings"], "facts": e2e["facts"]}, indent=None))
     print(f"scene {args.size}x{args.size}x{args.bands} uint16, {args.model}/{args.encoder}, tile {args.tile}, "
           f"overlap {args.overlap}, batch {args.batch_size}, device {e2e['facts']['device']} "
           f"({e2e['facts']['precision']}), {e2e['tiles']} tiles, QA {'off' if args.no_qa else 'on'}")
-    print(f"model-only  {mo_rate:8.2f} Mpix/s  ({mo:.1f} s)")
-    print(f"end-to-end  {e2e_rate:8.2f} Mpix/s  ({e2e['seconds']:.1f} s)")
-    print(f"ratio       {e2e_rate / mo_rate:8.3f}")
-    print(f"peak RSS    {e2e['peak_rss_mb']:8.0f} MiB (end-to-end process)")
-
+    print_rates("Mpix", args.size * args.size / 1e6, runs, peak)
 
 if __name__ == "__main__":
     main()

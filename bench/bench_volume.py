@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import make_model, model_only_seconds, warm_up  # noqa: E402
+from bench.common import make_model, model_only_seconds, print_rates, resolve_batch, warm_up  # noqa: E402
 
 CLASSES = ("background", "body", "organ", "bone")  # data.synthetic's CT labels
 
@@ -101,15 +101,17 @@ def main() -> None:
     ap.add_argument("--model", choices=["unet", "tiny"], default="unet")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's for the device")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--confidence", action="store_true", help="also write the confidence volume")
+    ap.add_argument("--repeat", type=int, default=1, help="end-to-end + model-only pairs per context")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--context", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--volume", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    resolve_batch(args)
     if args.child:
         end_to_end(args)
         return
@@ -124,18 +126,16 @@ def main() -> None:
         write_volume(volume, (args.size, args.size, args.depth), spacing=(0.8, 0.8, 2.5), seed=7)
         print(f"wrote {volume} ({args.size} x {args.size} x {args.depth} int16) in {time.perf_counter() - t:.1f} s")
     for context in args.contexts:
-        e2e = run_child(args, volume, work / f"out_c{context}", context)
-        mo = model_only(args, context, e2e["tiles"])
-        e2e_rate, mo_rate = e2e["slices"] / e2e["seconds"], e2e["slices"] / mo
+        runs, peak = [], 0.0
+        for _ in range(args.repeat):
+            e2e = run_child(args, volume, work / f"out_c{context}", context)
+            runs.append((e2e["seconds"], model_only(args, context, e2e["tiles"])))
+            peak = max(peak, e2e["peak_rss_mb"])
         print(json.dumps({"timings": e2e["timings"], "facts": e2e["facts"]}, indent=None))
         print(f"volume {args.size}x{args.size}x{args.depth} int16 .nii.gz, context {context}, "
               f"{args.model}/{args.encoder}, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
               f"device {e2e['facts']['device']} ({e2e['facts']['precision']}), {e2e['tiles']} tiles")
-        print(f"model-only  {mo_rate:8.2f} slices/s  ({mo:.1f} s)")
-        print(f"end-to-end  {e2e_rate:8.2f} slices/s  ({e2e['seconds']:.1f} s)")
-        print(f"ratio       {e2e_rate / mo_rate:8.3f}")
-        print(f"peak RSS    {e2e['peak_rss_mb']:8.0f} MiB (end-to-end process)")
-
+        print_rates("slices", e2e["slices"], runs, peak)
 
 if __name__ == "__main__":
     main()

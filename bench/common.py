@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import time
 
+import pipeline  # noqa: F401 - before torch: its CPU allocation settings (pipeline/__init__.py)
+
+
+def resolve_batch(args) -> None:
+    """``--batch-size`` left out: the engine's default for the device (8 on a GPU, 2 on the CPU)."""
+    if args.batch_size is None:
+        from pipeline.infer import resolve_device
+        from pipeline.settings import RunSettings
+
+        args.batch_size = RunSettings().batch_for(resolve_device(args.device).type)
+
 
 def make_model(kind: str, encoder: str, channels: int, classes: int):
     """The network to time: an smp U-Net, or a 1x1 conv (``tiny``) so the engine dominates."""
@@ -18,14 +29,19 @@ def make_model(kind: str, encoder: str, channels: int, classes: int):
 
 
 def warm_up(handle, device: str, batch: int, channels: int, tile: int) -> None:
-    """Start the CUDA context and pick kernels once, as a long-running worker already has."""
+    """Run the model once first, as a long-running worker already has.
+
+    On a GPU this starts the CUDA context and picks kernels; on the CPU the first call
+    builds oneDNN's primitives (~0.4 s for a resnet18 U-Net at batch 2 on the 2-core machine),
+    a cost a batch flow pays once per process, not once per scene.
+    """
     import torch
 
     from pipeline.infer import Predictor, resolve_device
 
     dev = resolve_device(device)
+    Predictor(handle.module, handle.spec, dev)(torch.rand(batch, channels, tile, tile, device=dev))
     if dev.type == "cuda":
-        Predictor(handle.module, handle.spec, dev)(torch.rand(batch, channels, tile, tile, device=dev))
         torch.cuda.synchronize()
 
 
@@ -51,3 +67,25 @@ def model_only_seconds(handle, device: str, batch: int, channels: int, tile: int
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t
+
+
+def print_rates(unit: str, amount: float, runs: list[tuple[float, float]], peak_rss_mb: float) -> None:
+    """Rates and ratio of each repeat (end-to-end and model-only back to back), then the median ratio.
+
+    ``amount`` is what one run processes in ``unit`` (Mpix, slices); ``runs`` holds
+    (end-to-end seconds, model-only seconds) pairs. Each ratio comes from two measurements
+    taken seconds apart, so a noisy machine shows up as spread between repeats rather than
+    as one lucky or unlucky figure.
+    """
+    ratios = []
+    for i, (e2e, mo) in enumerate(runs, 1):
+        tag = f" [{i}/{len(runs)}]" if len(runs) > 1 else ""
+        ratios.append(mo / e2e)
+        print(f"model-only  {amount / mo:8.2f} {unit}/s  ({mo:.1f} s){tag}")
+        print(f"end-to-end  {amount / e2e:8.2f} {unit}/s  ({e2e:.1f} s){tag}")
+        print(f"ratio       {mo / e2e:8.3f}{tag}")
+    if len(runs) > 1:
+        ratios.sort()
+        print(f"ratio       {ratios[len(ratios) // 2]:8.3f} median of {len(runs)} "
+              f"(min {ratios[0]:.3f}, max {ratios[-1]:.3f})")
+    print(f"peak RSS    {peak_rss_mb:8.0f} MiB (end-to-end process)")
