@@ -155,6 +155,11 @@ def segment_scene(
     return SceneResult(input_path, scene_dir, outputs, record, msgs)
 
 
+def band_reducers(observers: Sequence[Any]) -> list[Any]:
+    """The observers' per-band reducers (``SceneQA.band_reducer``) for the stitcher to run on its device."""
+    return [obs.band_reducer() for obs in observers if callable(getattr(obs, "band_reducer", None))]
+
+
 # GDAL's block cache defaults to 5% of RAM and fills with every block read or written, so
 # left alone it grows with the scene. GDAL reads the limit once, at its first raster I/O
 # in the process; a user's own GDAL_CACHEMAX wins.
@@ -250,6 +255,7 @@ class _SceneRun:
             self.grid, self.spec.num_classes, self.s.blend,
             self.device, nodata=self.nodata, label_dtype=self.label_dtype,
             confidence=True, probabilities="probabilities" in sinks,  # confidence feeds QA too
+            reducers=band_reducers(self.observers),
         )
         reader = StripReader(self.info, self.s.workers)
         writer = RowWriter(sinks, self.observers)

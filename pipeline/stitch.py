@@ -13,7 +13,8 @@ end up with zero total weight, which marks them nodata in the output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +28,11 @@ PROB_NODATA = 255
 # Finished rows are reduced this many columns at a time: bounds the temporaries of very wide scenes.
 FINALISE_COLUMNS = 2048
 
+# Called on each finished band, on the device, before the copy to the host:
+# reducer(row0, labels (h, W), valid (h, W) bool, confidence (h, W) uint8 or None) -> small tensors,
+# shipped with the band as ``RowBand.tallies`` (``pipeline.qa.tally.BandTallier`` is one).
+BandReducer = Callable[[int, torch.Tensor, torch.Tensor, "torch.Tensor | None"], dict[str, torch.Tensor]]
+
 
 @dataclass(frozen=True)
 class RowBand:
@@ -38,6 +44,8 @@ class RowBand:
         confidence: (h, W) uint8 max class probability x 254, 255 where invalid (or None).
         probabilities: (K, h, W) uint8 per-class probability x 254, 255 where invalid (or None).
         entropy_sum: sum over valid pixels of the per-pixel entropy (nats), for QA.
+        valid_pixels: number of valid pixels (counted on the device).
+        tallies: the band reducers' results, on the host (empty without reducers).
     """
 
     row0: int
@@ -46,6 +54,8 @@ class RowBand:
     confidence: np.ndarray | None
     probabilities: np.ndarray | None
     entropy_sum: float
+    valid_pixels: int
+    tallies: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -66,6 +76,7 @@ class StreamingStitcher:
         label_dtype: torch.dtype = torch.uint8,
         confidence: bool = False,
         probabilities: bool = False,
+        reducers: Sequence[BandReducer] = (),
     ) -> None:
         self.grid = grid
         self.k = num_classes
@@ -74,6 +85,7 @@ class StreamingStitcher:
         self.label_dtype = label_dtype
         self.want_conf = confidence
         self.want_probs = probabilities
+        self.reducers = tuple(reducers)
         self.blend = blend
         self.margin = grid.overlap // 2
         self._windows: dict[tuple[bool, bool, bool, bool], torch.Tensor] = {}
@@ -153,8 +165,12 @@ class StreamingStitcher:
                 conf[:, x0:x1] = _to_u8(c, ok)
             if probs_u8 is not None:
                 probs_u8[:, :, x0:x1] = _to_u8(p, ok)
+        tallies: dict[str, torch.Tensor] = {}
+        for reduce in self.reducers:
+            tallies.update(reduce(row0, labels, valid, conf))
         return RowBand(row0, _host(labels), _host(valid), None if conf is None else _host(conf),
-                       None if probs_u8 is None else _host(probs_u8), float(entropy))
+                       None if probs_u8 is None else _host(probs_u8), float(entropy), int(valid.sum()),
+                       {k: _host(v) for k, v in tallies.items()})
 
 
 def _host(t: torch.Tensor) -> np.ndarray:

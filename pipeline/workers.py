@@ -80,7 +80,7 @@ class RowWriter:
             self.sinks["confidence"].write(band.row0, band.confidence)
         if "probabilities" in self.sinks:
             self.sinks["probabilities"].write(band.row0, band.probabilities)
-        self.valid_pixels += int(band.valid.sum())
+        self.valid_pixels += band.valid_pixels
         self.entropy_sum += band.entropy_sum
         for obs in self.observers:
             obs(band)

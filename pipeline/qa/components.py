@@ -126,8 +126,8 @@ class StreamingComponents:
         """Which band components touch the image edge (plane axes' ends; first plane of the first band)."""
         edge = np.zeros(n + 1, dtype=bool)
         for axis in range(1, lab.ndim):
-            edge[np.take(lab, 0, axis=axis)] = True
-            edge[np.take(lab, -1, axis=axis)] = True
+            edge[side(lab, axis, 0)] = True
+            edge[side(lab, axis, -1)] = True
         if self._first:
             edge[lab[0]] = True
         return edge[1:]
@@ -154,6 +154,13 @@ class StreamingComponents:
         i = int(np.argmax(sizes))
         if sizes[i] > s.largest:
             s.largest, s.largest_touches_edge = int(sizes[i]), bool(edges[i])
+
+
+def side(a: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """``a`` at ``index`` along ``axis``, as a view (``np.take`` copies, and slowly, along a row's axis)."""
+    key = [slice(None)] * a.ndim
+    key[axis] = index
+    return a[tuple(key)]
 
 
 def _shifted(prev: np.ndarray, cur: np.ndarray, shift: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,9 @@ disagreement rate on border pairs over the rate on interior pairs:
 Only pairs of two valid pixels count. Rates use add-one smoothing so a scene with
 almost no label changes does not produce a huge ratio from a handful of pixels.
 
-Memory: one counter per column and the previous row, independent of the height.
+Memory: one counter per column and the previous row, independent of the height. The
+per-band counting is :func:`.tally.seam_tallies` (on the device during a run: the stitcher
+ships the tallies with each band and :meth:`SeamAccumulator.add` takes them).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..tiling import TileGrid
+from .tally import host_tensor, seam_tallies
 
 
 def border_lines(offsets: tuple[int, ...], read: int, length: int) -> np.ndarray:
@@ -68,7 +72,7 @@ class SeamAccumulator:
         self._col_changes = np.zeros(self.width, dtype=np.int64)
         self._col_pairs = np.zeros(self.width, dtype=np.int64)
         self._rows = np.zeros((2, 2), dtype=np.int64)  # [border|interior] x [pairs, changes]
-        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+        self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
     def _mask(lines: np.ndarray, length: int, width: int) -> np.ndarray:
@@ -83,25 +87,18 @@ class SeamAccumulator:
 
     def update(self, row0: int, labels: np.ndarray, valid: np.ndarray) -> None:
         """Add rows ``[row0, row0 + h)`` of the current plane (labels and validity, (h, W))."""
-        both = valid[:, 1:] & valid[:, :-1]
-        diff = (labels[:, 1:] != labels[:, :-1]) & both
-        self._col_changes[1:] += diff.sum(axis=0)
-        self._col_pairs[1:] += both.sum(axis=0)
-        if self._prev is not None:
-            labels = np.concatenate([self._prev[0], labels])
-            valid = np.concatenate([self._prev[1], valid])
-            first = row0
-        else:
-            first = row0 + 1
-        if labels.shape[0] > 1:
-            both = valid[1:] & valid[:-1]
-            diff = (labels[1:] != labels[:-1]) & both
-            rows = np.arange(first, first + both.shape[0])
-            border = self._row_border[rows]
-            pairs, changes = both.sum(axis=1), diff.sum(axis=1)
-            self._rows[0] += (pairs[border].sum(), changes[border].sum())
-            self._rows[1] += (pairs[~border].sum(), changes[~border].sum())
-        self._prev = (labels[-1:].copy(), valid[-1:].copy())
+        lab, ok = host_tensor(labels), host_tensor(valid)
+        cols, rows = seam_tallies(lab, ok, self._prev)
+        self._prev = (lab[-1].clone(), ok[-1].clone())
+        self.add(row0, cols.numpy(), rows.numpy())
+
+    def add(self, row0: int, cols: np.ndarray, rows: np.ndarray) -> None:
+        """Add the tallies of rows ``[row0, row0 + h)``: ``seam_cols`` and ``seam_rows`` of :mod:`.tally`."""
+        self._col_pairs += cols[0]
+        self._col_changes += cols[1]
+        border = self._row_border[row0: row0 + rows.shape[1]]
+        self._rows[0] += rows[:, border].sum(axis=1)
+        self._rows[1] += rows[:, ~border].sum(axis=1)
 
     def result(self) -> SeamResult:
         cb = self._col_border

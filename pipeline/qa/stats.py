@@ -5,6 +5,12 @@ finished :class:`~pipeline.stitch.RowBand` in row order (in the writer thread). 
 feeds it slice by slice with :meth:`SceneQA.observe_slice`. It never holds more than
 one band, one plane and small per-class / per-column counters, plus thumbnail-sized
 grids, so QA memory does not grow with the scene.
+
+The per-pixel counting (classes x confidence, valid pixels, label changes for the seam
+score) is :class:`~pipeline.qa.tally.BandTallier`: during a run the stitcher calls it on the
+device (``SceneQA.band_reducer``) and ships the small results with each band; fed plain
+arrays, SceneQA runs it on the host. What stays on the host per band is connected components
+(on a decimated grid above 64 Mpix), the thumbnails and the edge / nodata-contact flags.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import numpy as np
 
 from ..tiling import TileGrid
 from .area import PixelArea, pixel_area, voxel_volume
-from .components import Connectivity, StreamingComponents
+from .components import Connectivity, StreamingComponents, side
 from .schema import AreaInfo, ClassStats, ConfidenceStats, SeamStats
 from .seams import SeamAccumulator
+from .tally import TALLY_KEYS, BandTallier
 
 # Confidence arrives as uint8 p x 254 (pipeline.stitch.PROB_SCALE); 255 is nodata.
 _CONF_SCALE = 254.0
@@ -101,6 +108,7 @@ class SceneQA:
         fn = self._observe_band if depth is None else self._observe_slice
         self._worker = _Worker(fn) if threaded else None
         self.seams = SeamAccumulator(grid) if grid is not None else None
+        self._tallier = BandTallier(self.k)  # the host path: bands that came without tallies
         self.counts = np.zeros(self.k, dtype=np.int64)
         self.area_m2 = np.zeros(self.k, dtype=np.float64)
         self.conf_joint: np.ndarray | None = None  # (K, 256) pixels per class and confidence byte
@@ -138,104 +146,127 @@ class SceneQA:
         return cls(class_names, h, w, grid, voxel_volume(voxel_ml), depth=depth, **kw)
 
     # -- feeding -----------------------------------------------------------------------------
+    def band_reducer(self) -> BandTallier:
+        """A tallier for the stitcher to run on each finished band on its device (one per run)."""
+        return BandTallier(self.k)
+
     def __call__(self, band: Any) -> None:
         """Row observer for ``segment_scene``: takes a :class:`~pipeline.stitch.RowBand`."""
-        self.observe(band.row0, band.labels, band.valid, band.confidence, band.entropy_sum)
+        self.observe(band.row0, band.labels, band.valid, band.confidence, band.entropy_sum, band.tallies)
 
     def observe(self, row0: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None = None,
-                entropy_sum: float = 0.0) -> None:
-        """Rows ``[row0, row0 + h)`` of a scene, in order (arrays must not be modified afterwards)."""
+                entropy_sum: float = 0.0, tallies: dict[str, np.ndarray] | None = None) -> None:
+        """Rows ``[row0, row0 + h)`` of a scene, in order (arrays must not be modified afterwards).
+
+        ``tallies``: this band's :class:`~pipeline.qa.tally.BandTallier` results when the
+        stitcher computed them on its device; None (or incomplete) computes them here.
+        """
         if self.kind != "scene":
             raise ValueError("a volume's QA takes slices: use observe_slice()")
         if row0 != self._next:
             raise ValueError(f"rows must arrive in order: got row {row0}, expected {self._next}")
         self._next = row0 + labels.shape[0]
         if self._worker is not None:
-            self._worker.put((row0, labels, valid, confidence, entropy_sum))
+            self._worker.put((row0, labels, valid, confidence, entropy_sum, tallies))
         else:
-            self._observe_band(row0, labels, valid, confidence, entropy_sum)
+            self._observe_band(row0, labels, valid, confidence, entropy_sum, tallies)
+
+    def _tallies(self, row0: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None,
+                 tallies: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        if tallies is not None and all(k in tallies for k in TALLY_KEYS):
+            return tallies
+        return self._tallier.host(row0, labels, valid, confidence)
 
     def _observe_band(self, row0: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None,
-                      entropy_sum: float) -> None:
+                      entropy_sum: float, tallies: dict[str, np.ndarray] | None) -> None:
         t = time.perf_counter()
-        self._accumulate(labels, valid, confidence, entropy_sum, row0)
+        tallies = self._tallies(row0, labels, valid, confidence, tallies)
+        self._accumulate(labels, valid, confidence, entropy_sum, row0, tallies)
         if self.seams is not None:
-            self.seams.update(row0, labels, valid)
+            self.seams.add(row0, tallies["seam_cols"], tallies["seam_rows"])
         self._thumbs(row0, labels, valid, confidence)
         self.busy_s += time.perf_counter() - t
 
     def observe_slice(self, index: int, labels: np.ndarray, valid: np.ndarray,
-                      confidence: np.ndarray | None = None, entropy_sum: float = 0.0) -> None:
-        """Slice ``index`` (2D plane and its valid mask) of a volume, in order."""
+                      confidence: np.ndarray | None = None, entropy_sum: float = 0.0,
+                      tallies: dict[str, np.ndarray] | None = None) -> None:
+        """Slice ``index`` (2D plane and its valid mask) of a volume, in order (``tallies`` as for scenes)."""
         if self.kind != "volume":
             raise ValueError("a scene's QA takes row bands: use observe() or pass the observer to segment_scene")
         if index != self._next:
             raise ValueError(f"slices must arrive in order: got slice {index}, expected {self._next}")
         self._next = index + 1
         if self._worker is not None:
-            self._worker.put((index, labels, valid, confidence, entropy_sum))
+            self._worker.put((index, labels, valid, confidence, entropy_sum, tallies))
         else:
-            self._observe_slice(index, labels, valid, confidence, entropy_sum)
+            self._observe_slice(index, labels, valid, confidence, entropy_sum, tallies)
 
     def _observe_slice(self, index: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None,
-                       entropy_sum: float) -> None:
+                       entropy_sum: float, tallies: dict[str, np.ndarray] | None) -> None:
         t = time.perf_counter()
+        tallies = self._tallies(0, labels, valid, confidence, tallies)  # row 0: each slice is a plane of its own
         self._accumulate(labels[None], valid[None], None if confidence is None else confidence[None],
-                         entropy_sum, index)
+                         entropy_sum, index, tallies)
         if self.seams is not None:
-            self.seams.new_plane()
-            self.seams.update(0, labels, valid)
+            self.seams.add(0, tallies["seam_cols"], tallies["seam_rows"])
         self.busy_s += time.perf_counter() - t
 
     def _accumulate(self, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None,
-                    entropy_sum: float, row0: int) -> None:
+                    entropy_sum: float, row0: int, tallies: dict[str, np.ndarray]) -> None:
         """One band (h, W) of a scene from row ``row0``, or one slice (1, H, W) with index ``row0``."""
         k = self.k
-        # Class ids with every invalid or out-of-range pixel mapped to k ("not a class").
-        lab = np.where(valid, np.minimum(labels, k), k).astype(np.uint8 if k < 255 else np.int64)
-        band_counts = np.bincount(lab.ravel(), minlength=k + 1)
+        joint = tallies["joint"]  # (k+1, 256): class id (k: invalid) x confidence byte
+        band_counts = joint.sum(axis=1)
         self.counts += band_counts[:k]
         if self.area.varies_by_row:  # geographic: each row its own pixel area (scene rows only)
-            h = labels.shape[0]
+            h, lab = labels.shape[0], self._ids(labels, valid)
             per_row = np.bincount((lab + (k + 1) * np.arange(h)[:, None]).ravel(), minlength=h * (k + 1))
             self.area_m2 += per_row.reshape(h, k + 1)[:, :k].T @ self.area.rows(row0, h)
         if conf is not None:
             if self.conf_joint is None:
                 self.conf_joint = np.zeros((k, 256), dtype=np.int64)
-            idx = lab.astype(np.int32) * 256 + conf
-            self.conf_joint += np.bincount(idx.ravel(), minlength=(k + 1) * 256).reshape(k + 1, 256)[:k]
+            self.conf_joint += joint[:k]
         self.entropy_sum += float(entropy_sum)
-        self.valid_pixels += int(np.count_nonzero(valid))
+        self.valid_pixels += int(tallies["valid"])
         self.total_pixels += valid.size
-        self._nodata_contact(lab, valid)
-        self._edges(lab, row0)
+        self._nodata_contact(labels, valid)
+        self._edges(labels, valid, row0)
         if self.components is not None:
             step = self.components_step
             if step == 1:
-                self.components.update(lab, present=band_counts[:k] > 0)
+                self.components.update(self._ids(labels, valid), present=band_counts[:k] > 0)
             elif self.kind == "volume":  # decimated in-plane, every slice
-                self.components.update(np.ascontiguousarray(lab[:, ::step, ::step]))
+                self.components.update(self._ids(labels[:, ::step, ::step], valid[:, ::step, ::step]))
             else:  # every step-th image row (global index) and column
                 first = (-row0) % step
-                if first < lab.shape[0]:
-                    self.components.update(np.ascontiguousarray(lab[first::step, ::step]))
+                if first < labels.shape[0]:
+                    self.components.update(self._ids(labels[first::step, ::step], valid[first::step, ::step]))
 
-    def _edges(self, lab: np.ndarray, row0: int) -> None:
+    def _ids(self, labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Class ids with every invalid or out-of-range pixel mapped to k ("not a class"); a new array."""
+        k = self.k
+        return np.where(valid, np.minimum(labels, k), k).astype(np.uint8 if k < 255 else np.int64)
+
+    def _edges(self, labels: np.ndarray, valid: np.ndarray, row0: int) -> None:
         """Flag classes on the image edge: plane sides of every band, first and last plane.
 
         ``row0`` is the band's first row (scenes) or the slice index (volumes).
         """
-        parts = [np.take(lab, i, axis=a).ravel() for a in range(1, lab.ndim) for i in (0, -1)]
+        parts = [self._ids(side(labels, a, i), side(valid, a, i)).ravel() for a in range(1, labels.ndim) for i in (0, -1)]
         last = (self.height if self.kind == "scene" else self.depth) - 1
         if row0 == 0:
-            parts.append(lab[0].ravel())
-        if row0 + lab.shape[0] - 1 == last:
-            parts.append(lab[-1].ravel())
+            parts.append(self._ids(labels[0], valid[0]).ravel())
+        if row0 + labels.shape[0] - 1 == last:
+            parts.append(self._ids(labels[-1], valid[-1]).ravel())
         self._flag(np.concatenate(parts), self.touches_edge)
 
-    def _nodata_contact(self, lab: np.ndarray, valid: np.ndarray) -> None:
+    def _nodata_contact(self, labels: np.ndarray, valid: np.ndarray) -> None:
         """Flag classes with a pixel next to nodata (face neighbours, across bands too)."""
         inv = ~valid
+        prev = self._prev
+        if not inv.any() and (prev is None or prev[1].all()):  # the rule inside a scene: nothing to flag
+            self._prev = (self._ids(labels[-1], valid[-1]), valid[-1].copy())
+            return
         near = np.zeros_like(inv)
         for axis in range(inv.ndim):
             n = inv.shape[axis]
@@ -246,12 +277,12 @@ class SceneQA:
             a[axis], b[axis] = slice(1, None), slice(None, -1)
             near[tuple(a)] |= inv[tuple(b)]
             near[tuple(b)] |= inv[tuple(a)]
-        if self._prev is not None:
-            prev_lab, prev_valid = self._prev
+        if prev is not None:
+            prev_lab, prev_valid = prev
             near[0] |= ~prev_valid
             self._flag(prev_lab[inv[0]], self.touches_nodata)
-        self._flag(lab[near & valid], self.touches_nodata)
-        self._prev = (lab[-1].copy(), valid[-1].copy())
+        self._flag(np.minimum(labels[near & valid], self.k), self.touches_nodata)
+        self._prev = (self._ids(labels[-1], valid[-1]), valid[-1].copy())
 
     def _flag(self, labs: np.ndarray, flags: np.ndarray) -> None:
         if labs.size:

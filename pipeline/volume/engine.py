@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 
 from ..infer import Predictor
 from ..prefetch import prefetch
-from ..stitch import RowBand, StreamingStitcher
+from ..stitch import BandReducer, RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
 
@@ -46,6 +47,8 @@ class FinishedSlice:
         confidence: (H, W) uint8 max probability x 254, 255 where invalid (or None).
         probabilities: (K, H, W) uint8 probability x 254, 255 where invalid (or None).
         entropy_sum: sum of the per-voxel entropy (nats) over valid voxels, for QA.
+        valid_pixels: number of valid voxels in the plane.
+        tallies: the band reducers' results for the whole plane (``pipeline.qa.tally``).
     """
 
     index: int
@@ -54,6 +57,8 @@ class FinishedSlice:
     confidence: np.ndarray | None
     probabilities: np.ndarray | None
     entropy_sum: float
+    valid_pixels: int
+    tallies: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def row0(self) -> int:
@@ -91,16 +96,19 @@ class SliceEngine:
         context: 2.5D context (odd); the model's input channels.
         batch_size: tiles per model call.
         confidence / probabilities: also produce uint8 confidence / per-class planes.
+        reducers: run on each finished row band on the device (``stitch.BandReducer``); a
+            slice plane's results are merged (``seam_rows`` concatenated, the rest summed).
     """
 
     def __init__(self, predictor: Predictor, grid: TileGrid, num_classes: int, *, blend: str, context: int,
-                 batch_size: int, confidence: bool = False, probabilities: bool = False) -> None:
+                 batch_size: int, confidence: bool = False, probabilities: bool = False,
+                 reducers: Sequence[BandReducer] = ()) -> None:
         self.predictor, self.grid, self.context, self.batch_size = predictor, grid, context, batch_size
         self.device = predictor.device
         self.stitcher = StreamingStitcher(
             grid, num_classes, blend, self.device, nodata=0,  # invalid voxels: background in the label volume
             label_dtype=torch.uint8 if num_classes <= 256 else torch.int32,
-            confidence=confidence, probabilities=probabilities)
+            confidence=confidence, probabilities=probabilities, reducers=reducers)
         self._all_valid = torch.ones((grid.read_h, grid.read_w), dtype=torch.bool, device=self.device)
         self.timings = dict(read_wait_s=0.0, prepare_s=0.0, infer_s=0.0, stitch_s=0.0)
 
@@ -202,11 +210,14 @@ def _join(index: int, bands: list[RowBand]) -> FinishedSlice:
     """The row bands of one slice, top to bottom, as one plane."""
     if len(bands) == 1:
         b = bands[0]
-        return FinishedSlice(index, b.labels, b.valid, b.confidence, b.probabilities, b.entropy_sum)
+        return FinishedSlice(index, b.labels, b.valid, b.confidence, b.probabilities, b.entropy_sum, b.valid_pixels,
+                             b.tallies)
 
     def cat(name: str, axis: int) -> np.ndarray | None:
         parts = [getattr(b, name) for b in bands]
         return None if parts[0] is None else np.concatenate(parts, axis=axis)
 
+    tallies = {k: np.concatenate([b.tallies[k] for b in bands], axis=-1) if k == "seam_rows"
+               else sum(b.tallies[k] for b in bands) for k in bands[0].tallies}
     return FinishedSlice(index, cat("labels", 0), cat("valid", 0), cat("confidence", 0), cat("probabilities", 1),
-                         float(sum(b.entropy_sum for b in bands)))
+                         float(sum(b.entropy_sum for b in bands)), sum(b.valid_pixels for b in bands), tallies)

@@ -51,6 +51,14 @@ class LabelVolumes:
             self._counts = np.pad(self._counts, (0, counts.size - self._counts.size))
         self._counts += counts
 
+    def add_counts(self, counts: np.ndarray, invalid: int = 0) -> None:
+        """Add voxel counts per label value (``counts[v]``: voxels labelled v) already tallied elsewhere."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.size > self._counts.size:
+            self._counts = np.pad(self._counts, (0, counts.size - self._counts.size))
+        self._counts[: counts.size] += counts
+        self._invalid += int(invalid)
+
     def result(self) -> dict[str, Any]:
         """JSON-ready summary: voxel volume, totals and one entry per label value."""
         labels = []

@@ -129,7 +129,7 @@ def test_threaded_and_component_free_modes_agree():
 
 def test_threaded_errors_surface():
     qa = SceneQA(("a", "b"), 10, 10, threaded=True)
-    with pytest.raises(ValueError, match="broadcast"):  # raised by the next call after the thread failed
+    with pytest.raises(ValueError, match="band shapes differ"):  # raised by the next call after the thread failed
         qa.observe(0, np.zeros((5, 10), np.uint8), np.ones((5, 9), bool))  # shape mismatch
         qa.observe(5, np.zeros((5, 10), np.uint8), np.ones((5, 10), bool))
         qa.result()

@@ -1,0 +1,102 @@
+"""QA's per-pixel tallies of a band, in torch, on whichever device holds the band.
+
+A GPU run finishes its output rows on the device (``pipeline.stitch``); counting classes,
+confidences and label changes there costs microseconds, while the same passes over the
+host copy cost QA's thread more than the model's time at GPU speed (bench/RESULTS.md).
+So the stitcher calls a :class:`BandTallier` on each finished band before the copy and
+ships the small results with it (``RowBand.tallies``); :class:`~pipeline.qa.SceneQA` uses
+them when they came and runs the *same* tallier on the host arrays when they did not
+(``torch.from_numpy``: no copy), so there is one implementation of each tally.
+
+Tallies of a band of ``h`` rows and ``W`` columns, K classes:
+
+    joint        (K+1, 256) int64   pixels per class id (K: invalid or out of range) and
+                                     confidence byte (0 when there is no confidence)
+    valid        ()         int64   valid pixels
+    seam_cols    (2, W)     int64   [pairs, changes] of horizontal neighbours (x-1, x), both
+                                     valid, summed over the band's rows (column 0: none)
+    seam_rows    (2, h)     int64   [pairs, changes] of vertical neighbours (y-1, y) for each
+                                     row y of the band; its first row pairs with the previous
+                                     band's last row (none at the top of a plane)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+TALLY_KEYS = ("joint", "valid", "seam_cols", "seam_rows")
+
+
+def class_ids(labels: torch.Tensor, valid: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """int32 class ids, ``num_classes`` where invalid or out of range (nodata, stray values)."""
+    ids = labels.to(torch.int32).clamp_(0, num_classes)
+    ids[~valid] = num_classes
+    return ids
+
+
+def joint_histogram(ids: torch.Tensor, confidence: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """(K+1, 256) pixels per class id and confidence byte."""
+    idx = ids * 256 if confidence is None else ids * 256 + confidence.to(torch.int32)
+    return torch.bincount(idx.reshape(-1), minlength=(num_classes + 1) * 256).reshape(num_classes + 1, 256)
+
+
+def seam_tallies(labels: torch.Tensor, valid: torch.Tensor,
+                 prev: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(seam_cols (2, W), seam_rows (2, h)) of a band; ``prev`` is the previous band's last row."""
+    h, w = labels.shape
+    dev = labels.device
+    cols = torch.zeros((2, w), dtype=torch.int64, device=dev)
+    both = valid[:, 1:] & valid[:, :-1]
+    cols[0, 1:] = both.sum(dim=0)
+    cols[1, 1:] = ((labels[:, 1:] != labels[:, :-1]) & both).sum(dim=0)
+    rows = torch.zeros((2, h), dtype=torch.int64, device=dev)
+    if h > 1:
+        both = valid[1:] & valid[:-1]
+        rows[0, 1:] = both.sum(dim=1)
+        rows[1, 1:] = ((labels[1:] != labels[:-1]) & both).sum(dim=1)
+    if prev is not None:
+        prev_labels, prev_valid = prev
+        both = valid[0] & prev_valid
+        rows[0, 0] = both.sum()
+        rows[1, 0] = ((labels[0] != prev_labels) & both).sum()
+    return cols, rows
+
+
+class BandTallier:
+    """Computes :data:`TALLY_KEYS` for consecutive bands of one plane after another.
+
+    Bands must come in row order; a band starting at row 0 starts a new plane (a volume's
+    next slice), so it does not pair with the previous band's last row. Works on any
+    device; the stitcher calls it on the device, :class:`~pipeline.qa.SceneQA` on the host.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.k = num_classes
+        self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @torch.inference_mode()
+    def __call__(self, row0: int, labels: torch.Tensor, valid: torch.Tensor,
+                 confidence: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        if valid.shape != labels.shape or (confidence is not None and confidence.shape != labels.shape):
+            raise ValueError(f"band shapes differ: labels {tuple(labels.shape)}, valid {tuple(valid.shape)}"
+                             + ("" if confidence is None else f", confidence {tuple(confidence.shape)}"))
+        ids = class_ids(labels, valid, self.k)
+        cols, rows = seam_tallies(labels, valid, self._prev if row0 > 0 else None)
+        self._prev = (labels[-1].clone(), valid[-1].clone())
+        return {"joint": joint_histogram(ids, confidence, self.k), "valid": valid.sum(dtype=torch.int64),
+                "seam_cols": cols, "seam_rows": rows}
+
+    def host(self, row0: int, labels: np.ndarray, valid: np.ndarray,
+             confidence: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The same tallies of host arrays (no copy in: ``torch.from_numpy``)."""
+        out = self(row0, host_tensor(labels), host_tensor(valid), None if confidence is None else host_tensor(confidence))
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def host_tensor(a: np.ndarray) -> torch.Tensor:
+    """A host array as a tensor sharing its memory (a copy only for uint16 or read-only input)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.uint16 or not a.flags.writeable:  # torch: no uint16 arithmetic; no read-only arrays
+        a = a.astype(np.int32 if a.dtype == np.uint16 else a.dtype)
+    return torch.from_numpy(a)
