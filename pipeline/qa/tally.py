@@ -30,9 +30,7 @@ TALLY_KEYS = ("joint", "valid", "seam_cols", "seam_rows")
 
 def class_ids(labels: torch.Tensor, valid: torch.Tensor, num_classes: int) -> torch.Tensor:
     """int32 class ids, ``num_classes`` where invalid or out of range (nodata, stray values)."""
-    ids = labels.to(torch.int32).clamp_(0, num_classes)
-    ids[~valid] = num_classes
-    return ids
+    return labels.to(torch.int32).clamp_(0, num_classes).masked_fill_(~valid, num_classes)  # no host sync
 
 
 def joint_histogram(ids: torch.Tensor, confidence: torch.Tensor | None, num_classes: int) -> torch.Tensor:
