@@ -26,6 +26,7 @@ from ..errors import GeometryError, OutputError
 from ..record import write_text_atomic
 from . import labelfiles
 from .io import Volume, one_line
+from .pgzip import ParallelGzipWriter
 from .slicing import CONF_SCALE
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def write_label_volume(path: str | os.PathLike, data: np.ndarray, vol: Volume, *
     sidecars = _write_sidecars(final, kind, names, colors, vol)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp" + _suffix(final))
     try:
-        nib.save(img, str(tmp))
+        _save(img, tmp)
         problems = compare_geometry(_reopen_header(tmp), vol, dtype)
         if problems:
             raise GeometryError(f"{final}: written geometry differs from input {vol.path}: " + "; ".join(problems))
@@ -200,6 +201,15 @@ def _form(header: nib.Nifti1Header, form: str) -> tuple[np.ndarray, int]:
     # An uncoded form still has a matrix on disk: compare it too (zeros when absent).
     matrix = getattr(header, f"get_{form}")() if matrix is None else matrix
     return np.asarray(matrix, dtype=float), int(code)
+
+
+def _save(img: nib.Nifti1Image, path: Path) -> None:
+    """``nib.save``, but a ``.gz`` is compressed on every core (:mod:`.pgzip`), at nibabel's level 1."""
+    if path.suffix != ".gz":
+        nib.save(img, str(path))
+        return
+    with ParallelGzipWriter(path, level=1) as f:
+        img.to_file_map({"image": nib.fileholders.FileHolder(fileobj=f)})
 
 
 def _reopen_header(path: Path) -> nib.Nifti1Header:
