@@ -26,12 +26,10 @@ from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 
 from ..errors import OutputError
-from .overviews import ModePyramid, level_shapes, vrt_with_overviews
 
 log = logging.getLogger(__name__)
 
 BLOCK = 512
-STREAMED_MODE_OVERVIEWS = os.environ.get("SEGPIPE_STREAMED_OVERVIEWS", "1") == "1"
 Compress = Literal["deflate", "zstd"]
 COMPRESSIONS: tuple[str, ...] = ("deflate", "zstd")
 
@@ -66,25 +64,36 @@ def partial_name(path: Path) -> Path:
     return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.partial.tif"
 
 
-class _TiledFile:
-    """A tiled, compressed GeoTIFF written in row order, whole block rows at a time."""
+class GeoTiffSink:
+    """Receives row bands of one output and produces its COG."""
 
-    def __init__(self, path: Path, width: int, height: int, count: int, dtype: str, nodata: float,
-                 crs: CRS | None, transform: Affine, compress: Compress) -> None:
-        self.path, self.width, self.height = path, width, height
+    def __init__(self, spec: OutputSpec, grid: Grid, compress: Compress = "deflate") -> None:
+        self.spec = spec
+        self.grid = grid
+        self.compress = compress
+        self.tmp = partial_name(spec.path)
+        self.cog_tmp = partial_name(spec.path)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
         self._next_row = 0
-        predictor = 3 if np.dtype(dtype).kind == "f" else 2
-        self.ds = rasterio.open(
-            path, "w", driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs=crs,
-            transform=transform, nodata=nodata, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress=compress,
-            predictor=predictor, bigtiff="IF_SAFER",
-        )
-
-    @property
-    def complete(self) -> bool:
-        return self._next_row == self.height and not self._pending_rows
+        predictor = 3 if np.dtype(spec.dtype).kind == "f" else 2
+        try:
+            self._ds = rasterio.open(
+                self.tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=spec.count,
+                dtype=spec.dtype, crs=grid.crs, transform=grid.transform, nodata=spec.nodata,
+                tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress=compress, predictor=predictor,
+                bigtiff="IF_SAFER",
+            )
+        except RasterioError as exc:
+            raise OutputError(f"{spec.path.parent}: cannot create output file ({exc})") from exc
+        if spec.colormap:
+            self._ds.write_colormap(1, spec.colormap)
+        for i, d in enumerate(spec.descriptions[: spec.count], start=1):
+            self._ds.set_band_description(i, d)
+        if spec.scale is not None:
+            self._ds.scales = (spec.scale,) * spec.count
+        if spec.tags:
+            self._ds.update_tags(**spec.tags)
 
     def write(self, row0: int, rows: np.ndarray) -> None:
         """Append rows ``[row0, row0 + h)``; ``rows`` is (h, W) or (count, h, W)."""
@@ -95,97 +104,30 @@ class _TiledFile:
         self._pending.append(rows)
         self._pending_rows += rows.shape[1]
         end = self._next_row + self._pending_rows
-        aligned = end if end == self.height else (end // BLOCK) * BLOCK
+        aligned = end if end == self.grid.height else (end // BLOCK) * BLOCK
         if aligned > self._next_row:
             self._flush(aligned)
 
     def _flush(self, until: int) -> None:
         data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
         n = until - self._next_row
-        self.ds.write(data[:, :n], window=((self._next_row, until), (0, self.width)))
+        self._ds.write(data[:, :n], window=((self._next_row, until), (0, self.grid.width)))
         rest = data[:, n:]
         self._pending = [rest] if rest.shape[1] else []
         self._pending_rows = rest.shape[1]
         self._next_row = until
 
-    def close(self) -> None:
-        try:
-            if not self.ds.closed:
-                self.ds.close()
-        except RasterioError:
-            pass
-
-
-class GeoTiffSink:
-    """Receives row bands of one output and produces its COG.
-
-    A single-band class map (``overview_resampling="mode"``) gets its mode overviews built
-    while the rows stream (:mod:`.overviews`); the COG driver then only copies them.
-    Other outputs get GDAL's overviews at ``finish()``.
-    """
-
-    def __init__(self, spec: OutputSpec, grid: Grid, compress: Compress = "deflate") -> None:
-        self.spec = spec
-        self.grid = grid
-        self.compress = compress
-        self.tmp = partial_name(spec.path)
-        self.cog_tmp = partial_name(spec.path)
-        self._levels: list[_TiledFile] = []
-        self._pyramid: ModePyramid | None = None
-        try:
-            self._file = _TiledFile(self.tmp, grid.width, grid.height, spec.count, spec.dtype, spec.nodata,
-                                    grid.crs, grid.transform, compress)
-            if STREAMED_MODE_OVERVIEWS and spec.overview_resampling == "mode" and spec.count == 1 \
-                    and np.dtype(spec.dtype).kind in "iu":
-                self._start_pyramid()
-        except RasterioError as exc:
-            self.abort()
-            raise OutputError(f"{spec.path.parent}: cannot create output file ({exc})") from exc
-        ds = self._file.ds
-        if spec.colormap:
-            ds.write_colormap(1, spec.colormap)
-        for i, d in enumerate(spec.descriptions[: spec.count], start=1):
-            ds.set_band_description(i, d)
-        if spec.scale is not None:
-            ds.scales = (spec.scale,) * spec.count
-        if spec.tags:
-            ds.update_tags(**spec.tags)
-
-    def _start_pyramid(self) -> None:
-        g, spec = self.grid, self.spec
-        for h, w in level_shapes(g.height, g.width, BLOCK):
-            transform = g.transform @ Affine.scale(g.width / w, g.height / h)
-            self._levels.append(_TiledFile(partial_name(spec.path), w, h, 1, spec.dtype, spec.nodata, g.crs,
-                                           transform, self.compress))
-        self._pyramid = ModePyramid(g.height, g.width, BLOCK, int(spec.nodata), [lv.write for lv in self._levels])
-
-    def write(self, row0: int, rows: np.ndarray) -> None:
-        """Append rows ``[row0, row0 + h)``; ``rows`` is (h, W) or (count, h, W)."""
-        self._file.write(row0, rows)
-        if self._pyramid is not None:
-            self._pyramid.add(rows if rows.ndim == 2 else rows[0])
-
     def finish(self) -> Path:
         """Close, convert to a validated COG, rename into place; returns the final path."""
-        if not self._file.complete:
-            raise ValueError(f"{self.spec.path}: only {self._file._next_row} of {self.grid.height} rows written")
-        self._file.close()
-        for level in self._levels:
-            level.close()
-        opts = dict(driver="COG", compress=self.compress.upper(), predictor="YES", blocksize=BLOCK,
-                    bigtiff="IF_SAFER", num_threads="ALL_CPUS")
+        if self._next_row != self.grid.height or self._pending_rows:
+            raise ValueError(f"{self.spec.path}: only {self._next_row} of {self.grid.height} rows written")
+        self._ds.close()
+        opts = dict(
+            driver="COG", compress=self.compress.upper(), predictor="YES", blocksize=BLOCK,
+            overview_resampling=self.spec.overview_resampling.upper(), bigtiff="IF_SAFER", num_threads="ALL_CPUS",
+        )
         try:
-            if self._pyramid is not None:
-                if not self._pyramid.complete or not all(lv.complete for lv in self._levels):
-                    raise ValueError(f"{self.spec.path}: overview levels incomplete")
-                source = self.tmp.with_suffix(".vrt")
-                gdal_copy(str(self.tmp), str(source), driver="VRT")
-                vrt_with_overviews(source, [lv.path for lv in self._levels])
-                opts["overviews"] = "FORCE_USE_EXISTING"
-            else:
-                source = self.tmp
-                opts["overview_resampling"] = self.spec.overview_resampling.upper()
-            gdal_copy(str(source), str(self.cog_tmp), **opts)
+            gdal_copy(str(self.tmp), str(self.cog_tmp), **opts)
         except RasterioError as exc:
             self.abort()
             raise OutputError(f"{self.spec.path}: COG conversion failed: {exc}") from exc
@@ -194,19 +136,17 @@ class GeoTiffSink:
             self.abort()
             raise OutputError(f"{self.spec.path}: written file is not a valid COG: {'; '.join(problems)}")
         os.replace(self.cog_tmp, self.spec.path)
-        self._remove_temporaries()
+        self.tmp.unlink(missing_ok=True)
         return self.spec.path
 
     def abort(self) -> None:
         """Remove every temporary file of this sink (safe to call more than once)."""
-        for f in (getattr(self, "_file", None), *self._levels):
-            if f is not None:
-                f.close()
-        self.cog_tmp.unlink(missing_ok=True)
-        self._remove_temporaries()
-
-    def _remove_temporaries(self) -> None:
-        for p in (self.tmp, self.tmp.with_suffix(".vrt"), *(lv.path for lv in self._levels)):
+        try:
+            if not self._ds.closed:
+                self._ds.close()
+        except RasterioError:
+            pass
+        for p in (self.tmp, self.cog_tmp):
             p.unlink(missing_ok=True)
 
 
