@@ -11,9 +11,11 @@ GDAL datasets are not thread-safe for writing: one thread owns all writes of a s
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,6 +25,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
+from rasterio.io import MemoryFile
 from rasterio.shutil import copy as gdal_copy
 
 from ..errors import OutputError
@@ -77,13 +80,11 @@ class GeoTiffSink:
         self._pending_rows = 0
         self._next_row = 0
         predictor = 3 if np.dtype(spec.dtype).kind == "f" else 2
+        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=spec.count, dtype=spec.dtype,
+                       crs=grid.crs, transform=grid.transform, nodata=spec.nodata, tiled=True, blockxsize=BLOCK,
+                       blockysize=BLOCK, predictor=predictor, bigtiff="IF_SAFER")
         try:
-            self._ds = rasterio.open(
-                self.tmp, "w", driver="GTiff", width=grid.width, height=grid.height, count=spec.count,
-                dtype=spec.dtype, crs=grid.crs, transform=grid.transform, nodata=spec.nodata,
-                tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress=compress, predictor=predictor,
-                bigtiff="IF_SAFER",
-            )
+            self._ds = _open_temp(self.tmp, profile)
         except RasterioError as exc:
             raise OutputError(f"{spec.path.parent}: cannot create output file ({exc})") from exc
         if spec.colormap:
@@ -148,6 +149,31 @@ class GeoTiffSink:
             pass
         for p in (self.tmp, self.cog_tmp):
             p.unlink(missing_ok=True)
+
+
+# The temporary file is read once, by the COG conversion, which encodes the output as asked
+# (``compress``): a fast codec here halves the writer thread's encoding time (a 64 Mpix mask
+# on the 2-core machine: 0.33 s with DEFLATE level 6, 0.16 s with ZSTD level 1) at the
+# same conversion time. GDAL builds without ZSTD get DEFLATE at level 1.
+def _open_temp(path: Path, profile: dict) -> rasterio.io.DatasetWriter:
+    codec = dict(compress="zstd", zstd_level=1) if gtiff_supports("zstd") else dict(compress="deflate", zlevel=1)
+    return rasterio.open(path, "w", **profile, **codec)
+
+
+@functools.cache
+def gtiff_supports(codec: str) -> bool:
+    """Whether this GDAL writes GeoTIFFs with ``codec`` (an unknown one only warns and stores raw)."""
+    profile = dict(driver="GTiff", width=8, height=8, count=1, dtype="uint8", transform=Affine(1, 0, 0, 0, -1, 8))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with MemoryFile() as mem:
+                with mem.open(**profile, compress=codec) as ds:
+                    ds.write(np.zeros((1, 8, 8), np.uint8))
+                with mem.open() as ds:
+                    return (ds.compression.value if ds.compression else "").lower() == codec.lower()
+    except RasterioError:
+        return False
 
 
 def cog_problems(path: Path) -> list[str]:
