@@ -162,9 +162,9 @@ class StreamingStitcher:
             valid[:, x0:x1] = ok
             entropy += torch.special.entr(p).sum(dim=0).mul_(ok).sum(dtype=torch.float64)
             if conf is not None:
-                conf[:, x0:x1] = _to_u8(c, ok)
+                conf[:, x0:x1] = to_u8(c, ok)
             if probs_u8 is not None:
-                probs_u8[:, :, x0:x1] = _to_u8(p, ok)
+                probs_u8[:, :, x0:x1] = to_u8(p, ok)
         tallies: dict[str, torch.Tensor] = {}
         for reduce in self.reducers:
             tallies.update(reduce(row0, labels, valid, conf))
@@ -177,6 +177,6 @@ def _host(t: torch.Tensor) -> np.ndarray:
     return t.cpu().numpy()
 
 
-def _to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     q = torch.round(p.clamp(0, 1) * PROB_SCALE).to(torch.uint8)
     return torch.where(valid, q, torch.full_like(q, PROB_NODATA))

@@ -34,26 +34,36 @@ def class_ids(labels: torch.Tensor, valid: torch.Tensor, num_classes: int) -> to
 
 
 def joint_histogram(ids: torch.Tensor, confidence: torch.Tensor | None, num_classes: int) -> torch.Tensor:
-    """(K+1, 256) pixels per class id and confidence byte."""
+    """(..., K+1, 256) pixels per class id and confidence byte, per leading index (a stack of planes)."""
+    lead = ids.shape[:-2]
     idx = ids * 256 if confidence is None else ids * 256 + confidence.to(torch.int32)
-    return torch.bincount(idx.reshape(-1), minlength=(num_classes + 1) * 256).reshape(num_classes + 1, 256)
+    bins = (num_classes + 1) * 256
+    n = int(np.prod(lead)) if lead else 1
+    if lead:  # one histogram per plane: offset each plane's bins
+        idx = idx + (torch.arange(n, device=ids.device, dtype=torch.int32) * bins).reshape(*lead, 1, 1)
+    return torch.bincount(idx.reshape(-1), minlength=n * bins).reshape(*lead, num_classes + 1, 256)
 
 
 def seam_tallies(labels: torch.Tensor, valid: torch.Tensor,
                  prev: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(seam_cols (2, W), seam_rows (2, h)) of a band; ``prev`` is the previous band's last row."""
-    h, w = labels.shape
+    """(seam_cols (..., 2, W), seam_rows (..., 2, h)) of a band or a stack of planes.
+
+    ``prev`` (a single band only) is the previous band's last row of the same plane.
+    """
+    *lead, h, w = labels.shape
     dev = labels.device
-    cols = torch.zeros((2, w), dtype=torch.int64, device=dev)
-    both = valid[:, 1:] & valid[:, :-1]
-    cols[0, 1:] = both.sum(dim=0)
-    cols[1, 1:] = ((labels[:, 1:] != labels[:, :-1]) & both).sum(dim=0)
-    rows = torch.zeros((2, h), dtype=torch.int64, device=dev)
+    cols = torch.zeros((*lead, 2, w), dtype=torch.int64, device=dev)
+    both = valid[..., :, 1:] & valid[..., :, :-1]
+    cols[..., 0, 1:] = both.sum(dim=-2)
+    cols[..., 1, 1:] = ((labels[..., :, 1:] != labels[..., :, :-1]) & both).sum(dim=-2)
+    rows = torch.zeros((*lead, 2, h), dtype=torch.int64, device=dev)
     if h > 1:
-        both = valid[1:] & valid[:-1]
-        rows[0, 1:] = both.sum(dim=1)
-        rows[1, 1:] = ((labels[1:] != labels[:-1]) & both).sum(dim=1)
+        both = valid[..., 1:, :] & valid[..., :-1, :]
+        rows[..., 0, 1:] = both.sum(dim=-1)
+        rows[..., 1, 1:] = ((labels[..., 1:, :] != labels[..., :-1, :]) & both).sum(dim=-1)
     if prev is not None:
+        if lead:
+            raise ValueError("prev pairs a single band with the band above it, not a stack of planes")
         prev_labels, prev_valid = prev
         both = valid[0] & prev_valid
         rows[0, 0] = both.sum()
@@ -67,6 +77,7 @@ class BandTallier:
     Bands must come in row order; a band starting at row 0 starts a new plane (a volume's
     next slice), so it does not pair with the previous band's last row. Works on any
     device; the stitcher calls it on the device, :class:`~pipeline.qa.SceneQA` on the host.
+    :meth:`planes` does a whole stack of planes at once (a batch of volume slices).
     """
 
     def __init__(self, num_classes: int) -> None:
@@ -76,20 +87,35 @@ class BandTallier:
     @torch.inference_mode()
     def __call__(self, row0: int, labels: torch.Tensor, valid: torch.Tensor,
                  confidence: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        if valid.shape != labels.shape or (confidence is not None and confidence.shape != labels.shape):
-            raise ValueError(f"band shapes differ: labels {tuple(labels.shape)}, valid {tuple(valid.shape)}"
-                             + ("" if confidence is None else f", confidence {tuple(confidence.shape)}"))
-        ids = class_ids(labels, valid, self.k)
-        cols, rows = seam_tallies(labels, valid, self._prev if row0 > 0 else None)
+        _check_shapes(labels, valid, confidence)
+        out = self._tally(labels, valid, confidence, self._prev if row0 > 0 else None)
         self._prev = (labels[-1].clone(), valid[-1].clone())
-        return {"joint": joint_histogram(ids, confidence, self.k), "valid": valid.sum(dtype=torch.int64),
-                "seam_cols": cols, "seam_rows": rows}
+        return out
+
+    @torch.inference_mode()
+    def planes(self, labels: torch.Tensor, valid: torch.Tensor,
+               confidence: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Tallies of (n, H, W) whole planes, each its own image: every result gains a leading n."""
+        _check_shapes(labels, valid, confidence)
+        return self._tally(labels, valid, confidence, None)
+
+    def _tally(self, labels: torch.Tensor, valid: torch.Tensor, confidence: torch.Tensor | None,
+               prev: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        cols, rows = seam_tallies(labels, valid, prev)
+        return {"joint": joint_histogram(class_ids(labels, valid, self.k), confidence, self.k),
+                "valid": valid.sum(dim=(-2, -1), dtype=torch.int64), "seam_cols": cols, "seam_rows": rows}
 
     def host(self, row0: int, labels: np.ndarray, valid: np.ndarray,
              confidence: np.ndarray | None) -> dict[str, np.ndarray]:
         """The same tallies of host arrays (no copy in: ``torch.from_numpy``)."""
         out = self(row0, host_tensor(labels), host_tensor(valid), None if confidence is None else host_tensor(confidence))
         return {k: v.numpy() for k, v in out.items()}
+
+
+def _check_shapes(labels: torch.Tensor, valid: torch.Tensor, confidence: torch.Tensor | None) -> None:
+    if valid.shape != labels.shape or (confidence is not None and confidence.shape != labels.shape):
+        raise ValueError(f"band shapes differ: labels {tuple(labels.shape)}, valid {tuple(valid.shape)}"
+                         + ("" if confidence is None else f", confidence {tuple(confidence.shape)}"))
 
 
 def host_tensor(a: np.ndarray) -> torch.Tensor:
