@@ -139,6 +139,21 @@ class StreamingStitcher:
         self._row += 1
         return band
 
+    def quantise(self, p: torch.Tensor, ok: torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """Finished probabilities (..., K, h, w) and validity (..., h, w) -> the band's outputs.
+
+        Returns labels (``nodata`` where invalid), uint8 confidence and per-class
+        probabilities (None unless asked for) and the entropy summed over valid pixels per
+        leading index (float64). The slice engine calls it on whole batches of planes.
+        """
+        c, lab = p.max(dim=-3)
+        labels = torch.where(ok, lab, torch.full_like(lab, self.nodata)).to(self.label_dtype)
+        conf = _to_u8(c, ok) if self.want_conf else None
+        probs_u8 = _to_u8(p, ok.unsqueeze(-3)) if self.want_probs else None
+        entropy = torch.special.entr(p).sum(dim=-3).mul_(ok).sum(dim=(-2, -1), dtype=torch.float64)
+        return labels, conf, probs_u8, entropy
+
     def _finalise(self, acc: torch.Tensor, wsum: torch.Tensor, row0: int) -> RowBand:
         """Divide, argmax and quantise finished rows on the device, then ship them in one go.
 
@@ -157,14 +172,14 @@ class StreamingStitcher:
             ws = wsum[:, x0:x1]
             ok = ws > 0
             p = acc[:, :, x0:x1] / torch.where(ok, ws, torch.ones_like(ws))
-            c, lab = p.max(dim=0)
-            labels[:, x0:x1] = torch.where(ok, lab, torch.full_like(lab, self.nodata))
+            lab, c, pu8, ent = self.quantise(p, ok)
+            labels[:, x0:x1] = lab
             valid[:, x0:x1] = ok
-            entropy += torch.special.entr(p).sum(dim=0).mul_(ok).sum(dtype=torch.float64)
+            entropy += ent
             if conf is not None:
-                conf[:, x0:x1] = to_u8(c, ok)
+                conf[:, x0:x1] = c
             if probs_u8 is not None:
-                probs_u8[:, :, x0:x1] = to_u8(p, ok)
+                probs_u8[:, :, x0:x1] = pu8
         tallies: dict[str, torch.Tensor] = {}
         for reduce in self.reducers:
             tallies.update(reduce(row0, labels, valid, conf))
@@ -177,6 +192,6 @@ def _host(t: torch.Tensor) -> np.ndarray:
     return t.cpu().numpy()
 
 
-def to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def _to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     q = torch.round(p.clamp(0, 1) * PROB_SCALE).to(torch.uint8)
     return torch.where(valid, q, torch.full_like(q, PROB_NODATA))

@@ -28,7 +28,7 @@ import torch
 
 from ..infer import Predictor
 from ..prefetch import prefetch
-from ..stitch import BandReducer, RowBand, StreamingStitcher, to_u8
+from ..stitch import BandReducer, RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
 
@@ -164,11 +164,7 @@ class SliceEngine:
             valid = torch.ones((n, g.height, g.width), dtype=torch.bool, device=self.device)
         else:
             valid = hb.valid.to(self.device, non_blocking=True)
-        c, lab = p.max(dim=1)
-        labels = torch.where(valid, lab, torch.full_like(lab, st.nodata)).to(st.label_dtype)
-        conf = to_u8(c, valid) if st.want_conf else None
-        probs_u8 = to_u8(p, valid[:, None]) if st.want_probs else None
-        entropy = torch.special.entr(p).sum(dim=1).mul_(valid).sum(dim=(1, 2), dtype=torch.float64)
+        labels, conf, probs_u8, entropy = st.quantise(p, valid)
         valid_n = valid.sum(dim=(1, 2))
         tallies: dict[str, torch.Tensor] = {}
         for reducer in self.reducers:
