@@ -66,6 +66,9 @@ class QAStats:
 
 # Components are counted at full resolution up to this size (pixels or voxels, in millions).
 COMPONENTS_MAX_MPIX = 64.0
+# A volume's slices are labelled this many at a time (one ndimage.label per class and slab):
+# slice by slice, the per-call overhead was most of QA's time (6 -> 2.6 ms a slice, 512 x 512).
+COMPONENT_SLAB = 8
 
 
 class SceneQA:
@@ -104,6 +107,7 @@ class SceneQA:
         self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity) if components else None
         pixels = height * width * (depth or 1)
         self.components_step = max(1, math.ceil(math.sqrt(pixels / (components_max_mpix * 1e6))))
+        self._slab: list[np.ndarray] = []  # a volume's slices waiting to be labelled together
         self.touches_edge = np.zeros(self.k, dtype=bool)
         fn = self._observe_band if depth is None else self._observe_slice
         self._worker = _Worker(fn) if threaded else None
@@ -233,10 +237,13 @@ class SceneQA:
         self._edges(labels, valid, row0)
         if self.components is not None:
             step = self.components_step
-            if step == 1:
+            if self.kind == "volume":  # every slice, decimated in-plane when step > 1, labelled by slabs
+                self._slab.append(self._ids(labels[:, ::step, ::step], valid[:, ::step, ::step]))
+                if len(self._slab) == COMPONENT_SLAB or row0 == self.depth - 1:
+                    self.components.update(np.concatenate(self._slab))
+                    self._slab = []
+            elif step == 1:
                 self.components.update(self._ids(labels, valid), present=band_counts[:k] > 0)
-            elif self.kind == "volume":  # decimated in-plane, every slice
-                self.components.update(self._ids(labels[:, ::step, ::step], valid[:, ::step, ::step]))
             else:  # every step-th image row (global index) and column
                 first = (-row0) % step
                 if first < labels.shape[0]:

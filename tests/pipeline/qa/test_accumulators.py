@@ -133,3 +133,24 @@ def test_threaded_errors_surface():
         qa.observe(0, np.zeros((5, 10), np.uint8), np.ones((5, 9), bool))  # shape mismatch
         qa.observe(5, np.zeros((5, 10), np.uint8), np.ones((5, 10), bool))
         qa.result()
+
+
+@pytest.mark.parametrize("step_mpix", [64.0, 0.005])  # full resolution, and every 2nd row/column
+def test_volume_components_by_slabs_equal_whole_volume_labelling(step_mpix):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    vol = (rng.random((21, 30, 28)) > 0.55).astype(np.uint8) + (rng.random((21, 30, 28)) > 0.8)  # 21: not a slab multiple
+    qa = SceneQA.for_volume(vol.shape, 0.001, ("a", "b", "c"), TileGrid.build(30, 28, 32, 0),
+                            components_max_mpix=step_mpix)
+    for z in range(vol.shape[0]):
+        qa.observe_slice(z, vol[z], np.ones(vol.shape[1:], bool))
+    s = qa.result()
+    step = qa.components_step
+    assert step == (1 if step_mpix == 64.0 else 2)
+    sub = vol[:, ::step, ::step]
+    for c in range(3):
+        lab, n = ndimage.label(sub == c)
+        sizes = np.bincount(lab.ravel())[1:]
+        assert s.classes[c].components == n
+        assert s.classes[c].largest_component == sizes.max() * step**2
