@@ -319,3 +319,15 @@ def test_no_geometry_codes_warns(tmp_path, int16_volume):
     path = write_nifti(tmp_path / "bare.nii", int16_volume)  # no qform, no sform
     with pytest.warns(SegpipeWarning, match="orientation is unknown"):
         read_volume(path)
+
+
+def test_scaling_in_chunks_matches_one_pass(make_nifti, int16_volume, monkeypatch):
+    import pipeline.volume.io as io
+
+    path = make_nifti("ct.nii.gz", int16_volume, "lps", slope=0.5, inter=-1024.0)
+    whole = read_volume(path).data
+    plane = int(np.prod(whole.shape[:2]))
+    monkeypatch.setattr(io, "_CHUNK_VOXELS", 3 * plane)  # chunks of 3 slices: 16 = 5 x 3 + 1
+    chunked = read_volume(path).data
+    np.testing.assert_array_equal(chunked, whole)
+    assert np.moveaxis(chunked, 2, 0).flags.c_contiguous
