@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
@@ -36,34 +36,19 @@ from .slicing import slab_planes, slab_valid
 Normaliser = Callable[[np.ndarray], np.ndarray]
 
 
-@dataclass(frozen=True)
-class FinishedSlice:
+class FinishedSlice(RowBand):
     """One predicted slice plane (H, W) in canonical slice convention (``slicing``).
 
-    Attributes:
-        index: slice index along the slicing axis.
-        labels: (H, W) class ids; 0 where the input was invalid (NIfTI labels have no nodata).
-        valid: (H, W) bool, False at invalid (NaN/Inf) input voxels.
-        confidence: (H, W) uint8 max probability x 254, 255 where invalid (or None).
-        probabilities: (K, H, W) uint8 probability x 254, 255 where invalid (or None).
-        entropy_sum: sum of the per-voxel entropy (nats) over valid voxels, for QA.
-        valid_pixels: number of valid voxels in the plane.
-        tallies: the band reducers' results for the whole plane (``pipeline.qa.tally``).
+    A :class:`~pipeline.stitch.RowBand` whose ``row0`` is the slice index along the slicing
+    axis (so the scene's writer thread, ``workers.RowWriter``, takes it as it is) and whose
+    rows are the whole plane. Labels are 0 where the input was invalid (NIfTI labels have no
+    nodata); confidence and probabilities are 255 there; ``tallies`` cover the whole plane.
     """
 
-    index: int
-    labels: np.ndarray
-    valid: np.ndarray
-    confidence: np.ndarray | None
-    probabilities: np.ndarray | None
-    entropy_sum: float
-    valid_pixels: int
-    tallies: dict[str, np.ndarray] = field(default_factory=dict)
-
     @property
-    def row0(self) -> int:
-        """The slice index, under the name the scene writer (``workers.RowWriter``) reads."""
-        return self.index
+    def index(self) -> int:
+        """The slice index along the slicing axis."""
+        return self.row0
 
 
 @dataclass(frozen=True)
