@@ -134,9 +134,13 @@ def iter_volumes(path: str | os.PathLike, *, volume: int | None = None,
     axis = default_slice_axis(zooms) if slice_axis is None else slice_axis
     if axis not in (0, 1, 2):
         raise ConfigError(f"--slice-axis must be 0, 1 or 2 (canonical R, A, S), got {slice_axis}")
-    for index, note in _series_plan(path, img.shape, n_series, volume, series_policy):
+    plan = _series_plan(path, img.shape, n_series, volume, series_policy)
+    for i, (index, note) in enumerate(plan):
         vol_raw = raw if index is None else raw[..., index]
+        if i == len(plan) - 1:
+            raw = None  # the stored data is needed for later volumes only: not while this one runs
         vol = _make_volume(path, img, header, vol_raw, orientation, scaling, axis, index, note)
+        del vol_raw
         log.debug("read %s: %s %s -> canonical %s, zooms %s, scaling %s, %s", path, vol.source_dtype,
                   orientation.source_codes, vol.shape, vol.zooms, scaling, note or "3D")
         yield vol

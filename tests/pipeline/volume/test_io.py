@@ -331,3 +331,38 @@ def test_scaling_in_chunks_matches_one_pass(make_nifti, int16_volume, monkeypatc
     chunked = read_volume(path).data
     np.testing.assert_array_equal(chunked, whole)
     assert np.moveaxis(chunked, 2, 0).flags.c_contiguous
+
+
+def _watch_raw(monkeypatch):
+    """Record a weak reference to the decoded file data that iter_volumes works from."""
+    import gc
+    import weakref
+
+    import pipeline.volume.io as io
+
+    refs = []
+    real = io._load
+
+    def load(path):
+        img, header, raw = real(path)
+        refs.append(weakref.ref(raw))
+        return img, header, raw
+
+    monkeypatch.setattr(io, "_load", load)
+    return lambda: (gc.collect(), refs[0]() is not None)[1]
+
+
+def test_decoded_data_is_freed_while_the_last_volume_runs(make_nifti, int16_volume, monkeypatch):
+    alive = _watch_raw(monkeypatch)
+    volumes = iter_volumes(make_nifti("ct.nii.gz", int16_volume, "lps", slope=0.5, inter=-1024.0))
+    vol = next(volumes)  # the generator stays open while the engine works on vol
+    assert vol.data.shape == (20, 24, 16)
+    assert not alive()  # only the float32 copy is held, not the stored int16 as well
+
+
+def test_a_series_keeps_its_data_until_its_last_volume(series, monkeypatch):
+    alive = _watch_raw(monkeypatch)
+    volumes = iter_volumes(series, series_policy="each")
+    for expected_alive in (True, True, False):
+        next(volumes)
+        assert alive() == expected_alive
