@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import make_model, model_only_seconds, print_rates, resolve_batch, warm_up  # noqa: E402
+from bench.common import (MODEL_OPTIONS, add_common_args, child_command, make_model,  # noqa: E402
+                          measure_pairs, model_only_seconds, print_rates, resolve_batch, warm_up)
 
 
 def handle(args):
@@ -80,19 +80,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=2048, help="scene side in pixels")
     ap.add_argument("--bands", type=int, default=4)
-    ap.add_argument("--encoder", default="resnet34")
-    ap.add_argument("--model", choices=["unet", "tiny"], default="unet")
-    ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's for the device")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeat", type=int, default=1, help="end-to-end + model-only pairs")
-    ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--no-qa", action="store_true", help="skip the QA report (engine alone)")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    add_common_args(ap)
     args = ap.parse_args()
     resolve_batch(args)
     if args.child:
@@ -108,19 +99,9 @@ def main() -> None:
         t = time.perf_counter()
         write_scene(scene, args.size, args.size, bands=args.bands, dtype="uint16", seed=7)
         print(f"wrote {scene} ({args.size} x {args.size} x {args.bands} uint16) in {time.perf_counter() - t:.1f} s")
-    cmd = [sys.executable, __file__, "--child", "--scene", str(scene), "--out", str(work / "out")]
-    for k in ("bands", "encoder", "model", "tile", "overlap", "batch_size", "workers", "device"):
-        cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
-    cmd += ["--no-qa"] if args.no_qa else []
-    runs, peak = [], 0.0
-    for _ in range(args.repeat):
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not line:
-            sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
-        e2e = json.loads(line[0][7:])
-        runs.append((e2e["seconds"], model_only(args, e2e["tiles"])))
-        peak = max(peak, e2e["peak_rss_mb"])
+    cmd = child_command(__file__, args, (*MODEL_OPTIONS, "bands", "workers"), "--scene", str(scene),
+                        "--out", str(work / "out"), *(["--no-qa"] if args.no_qa else []))
+    runs, peak, e2e = measure_pairs(cmd, args.repeat, lambda e2e: model_only(args, e2e["tiles"]))
     print(json.dumps({"timings": e2e["timings"], "facts": e2e["facts"]}, indent=None))
     print(f"scene {args.size}x{args.size}x{args.bands} uint16, {args.model}/{args.encoder}, tile {args.tile}, "
           f"overlap {args.overlap}, batch {args.batch_size}, device {e2e['facts']['device']} "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import make_model, model_only_seconds, print_rates, resolve_batch, warm_up  # noqa: E402
+from bench.common import (MODEL_OPTIONS, add_common_args, child_command, make_model,  # noqa: E402
+                          measure_pairs, model_only_seconds, print_rates, resolve_batch, warm_up)
 
 CLASSES = ("background", "body", "organ", "bone")  # data.synthetic's CT labels
 
@@ -78,38 +78,15 @@ def model_only(args, context: int, tiles: int) -> float:
     return model_only_seconds(handle(args, context), args.device, args.batch_size, context, args.tile, tiles)
 
 
-def run_child(args, volume: Path, out: Path, context: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--volume", str(volume), "--out", str(out),
-           "--context", str(context)]
-    for k in ("encoder", "model", "tile", "overlap", "batch_size", "device"):
-        cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
-    if args.confidence:
-        cmd.append("--confidence")
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not line:
-        sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
-    return json.loads(line[0][7:])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=512, help="in-plane side in voxels")
     ap.add_argument("--depth", type=int, default=400, help="slices (shrink for CPU runs, e.g. 24)")
     ap.add_argument("--contexts", type=int, nargs="+", default=[3, 5], help="2.5D contexts to measure")
-    ap.add_argument("--encoder", default="resnet34")
-    ap.add_argument("--model", choices=["unet", "tiny"], default="unet")
-    ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's for the device")
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--confidence", action="store_true", help="also write the confidence volume")
-    ap.add_argument("--repeat", type=int, default=1, help="end-to-end + model-only pairs per context")
-    ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--context", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--volume", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    add_common_args(ap)
     args = ap.parse_args()
     resolve_batch(args)
     if args.child:
@@ -126,16 +103,16 @@ def main() -> None:
         write_volume(volume, (args.size, args.size, args.depth), spacing=(0.8, 0.8, 2.5), seed=7)
         print(f"wrote {volume} ({args.size} x {args.size} x {args.depth} int16) in {time.perf_counter() - t:.1f} s")
     for context in args.contexts:
-        runs, peak = [], 0.0
-        for _ in range(args.repeat):
-            e2e = run_child(args, volume, work / f"out_c{context}", context)
-            runs.append((e2e["seconds"], model_only(args, context, e2e["tiles"])))
-            peak = max(peak, e2e["peak_rss_mb"])
+        cmd = child_command(__file__, args, MODEL_OPTIONS, "--volume", str(volume), "--out",
+                            str(work / f"out_c{context}"), "--context", str(context),
+                            *(["--confidence"] if args.confidence else []))
+        runs, peak, e2e = measure_pairs(cmd, args.repeat, lambda e2e: model_only(args, context, e2e["tiles"]))
         print(json.dumps({"timings": e2e["timings"], "facts": e2e["facts"]}, indent=None))
         print(f"volume {args.size}x{args.size}x{args.depth} int16 .nii.gz, context {context}, "
               f"{args.model}/{args.encoder}, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
               f"device {e2e['facts']['device']} ({e2e['facts']['precision']}), {e2e['tiles']} tiles")
         print_rates("slices", e2e["slices"], runs, peak)
+
 
 if __name__ == "__main__":
     main()

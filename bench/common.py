@@ -1,10 +1,62 @@
-"""Pieces both benchmarks share: the model under test, warm-up, and the model-only timing."""
+"""Pieces both benchmarks share: options, the model under test, warm-up, the model-only timing,
+and the end-to-end child process with its repeats."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pipeline  # noqa: F401 - before torch: its CPU allocation settings (pipeline/__init__.py)
+
+
+# Options both benchmarks take and hand on to their end-to-end child.
+MODEL_OPTIONS = ("encoder", "model", "tile", "overlap", "batch_size", "device")
+
+
+def add_common_args(ap: argparse.ArgumentParser) -> None:
+    """The model, tiling, device and repeat options of both benchmarks."""
+    ap.add_argument("--encoder", default="resnet34")
+    ap.add_argument("--model", choices=["unet", "tiny"], default="unet")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's for the device")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeat", type=int, default=1, help="end-to-end + model-only pairs (each measured)")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+
+
+def child_command(script: str, args, options: Sequence[str], *extra: str) -> list[str]:
+    """The command line that reruns ``script`` as the end-to-end child with ``args``' ``options``."""
+    cmd = [sys.executable, script, "--child", *extra]
+    for k in options:
+        cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    return cmd
+
+
+def measure_pairs(cmd: list[str], repeat: int,
+                  model_only: Callable[[dict], float]) -> tuple[list[tuple[float, float]], float, dict]:
+    """``repeat`` end-to-end child runs, each followed by the model-only timing of the same work.
+
+    Returns the (end-to-end s, model-only s) pairs, the highest peak RSS and the last child's
+    result. The child prints one ``RESULT {json}`` line; a failed child ends the benchmark.
+    """
+    runs, peak, e2e = [], 0.0, {}
+    for _ in range(repeat):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not line:
+            sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
+        e2e = json.loads(line[0][7:])
+        runs.append((e2e["seconds"], model_only(e2e)))
+        peak = max(peak, e2e["peak_rss_mb"])
+    return runs, peak, e2e
 
 
 def resolve_batch(args) -> None:

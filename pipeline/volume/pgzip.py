@@ -18,7 +18,6 @@ import time
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 CHUNK = 1 << 21  # 2 MiB per compression job
 WINDOW = 1 << 15  # deflate's window: the dictionary carried from one chunk to the next
