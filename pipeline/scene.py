@@ -225,7 +225,7 @@ class _SceneRun:
         colormap = {i: (*c, 255) for i, c in enumerate(spec.colors())} if dtype == "uint8" else None
         outs = {"mask": OutputSpec(
             self.scene_dir / f"{stem}_mask.tif", 1, dtype, nodata, "mode", colormap, ("class",),
-            {**tags, "CLASS_NAMES": ",".join(spec.class_names)})}
+            {**tags, "CLASS_NAMES": ",".join(spec.class_names)}, classes=k)}
         if s.confidence:
             outs["confidence"] = OutputSpec(
                 self.scene_dir / f"{stem}_confidence.tif", 1, "uint8", PROB_NODATA, "average", None,
