@@ -6,6 +6,7 @@ computed once before tiling, so every tile of a scene is normalised identically.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,12 +81,25 @@ def robust_stats(v: np.ndarray, norm: Normalization) -> dict[str, float]:
 
 def apply_torch(x: torch.Tensor, stats: NormStats) -> torch.Tensor:
     """Normalise a (N, C, H, W) float tensor in place on its device and return it."""
-    c = x.shape[1]
-    off = torch.tensor(stats.offset[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-    sc = torch.tensor(stats.scale[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    off, sc, lo, hi = _stat_tensors(stats, x.shape[1], x.dtype, x.device)
     x.sub_(off).mul_(sc)
-    if stats.lower:
-        lo = torch.tensor(stats.lower[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-        hi = torch.tensor(stats.upper[:c], dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    if lo is not None:
         x.clamp_(lo, hi)
     return x
+
+
+@functools.lru_cache(maxsize=16)
+def _stat_tensors(stats: NormStats, c: int, dtype: torch.dtype, device: torch.device) -> tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The statistics as (1, C, 1, 1) tensors on ``device``, made once per scene and device.
+
+    Made per batch they would cost a copy from pageable host memory each, which on a GPU
+    waits for the stream to drain: the host would stop feeding the model every batch.
+    """
+
+    def t(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values[:c], dtype=dtype, device=device).view(1, c, 1, 1)
+
+    if not stats.lower:
+        return t(stats.offset), t(stats.scale), None, None
+    return t(stats.offset), t(stats.scale), t(stats.lower), t(stats.upper)

@@ -264,6 +264,7 @@ class _SceneRun:
             self._loop(reader, stitcher, writer, norm)
             writer.close()
             self.timings["write_s"] = writer.busy_s
+            self.timings["copy_wait_s"] = writer.copy_wait_s
             t = time.perf_counter()
             outputs = {name: sink.finish() for name, sink in sinks.items()}
             self.timings["finalise_s"] = time.perf_counter() - t
@@ -319,7 +320,7 @@ class _SceneRun:
                 self._report(done, row, t0)
             pool.release(idx)
             t = time.perf_counter()
-            band = stitcher.finish_row()
+            band = stitcher.finish_row_deferred()  # the writer thread waits for its copy, not this one
             self.timings["stitch_s"] += time.perf_counter() - t
             writer.put(band)
             self._report(done, row + 1, t0)

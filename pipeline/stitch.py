@@ -5,6 +5,10 @@ plus a ``read_h x width`` weight sum, on the device the model runs on. When a gr
 is complete, the rows no later tile touches are finished (divide, argmax, confidence),
 converted to uint8 *on the device*, shipped to the host as a :class:`RowBand`, and the
 buffer shifts up. Memory is ``O(K x tile x width)``, independent of the scene height.
+On a GPU the scene loop takes the band as a :class:`PendingBand` (copies queued into
+page-locked memory, not waited for) and the writer thread waits for it, so the thread
+feeding the model never stops for the device (nor does anything it calls per batch:
+``tests/pipeline/test_gpu.py`` checks with torch's sync debug mode).
 
 Accumulation is float32 (fp16 sums overflow, uint8 counters wrap: FIELD_NOTES).
 Invalid (nodata) pixels get zero weight, so they never pull on their neighbours and
@@ -125,7 +129,19 @@ class StreamingStitcher:
         self._row = 0
 
     def finish_row(self) -> RowBand:
-        """Close the current grid row: emit its finished image rows and shift the buffer."""
+        """Close the current grid row: emit its finished image rows (on the host) and shift the buffer."""
+        return self._close_row().resolve()
+
+    def finish_row_deferred(self) -> PendingBand:
+        """As :meth:`finish_row`, but the copy to the host is only *queued*.
+
+        On a GPU the caller goes on launching the next row's work while the band travels;
+        whoever consumes it (the writer thread) calls :meth:`PendingBand.resolve`, which
+        waits for the copy. On the CPU the band is already on the host.
+        """
+        return self._close_row()
+
+    def _close_row(self) -> PendingBand:
         start, stop = self.grid.rows_finished_after(self._row)
         n = stop - start
         band = self._finalise(self.acc[:, :n], self.wsum[:n], start)
@@ -154,11 +170,12 @@ class StreamingStitcher:
         entropy = torch.special.entr(p).sum(dim=-3).mul_(ok).sum(dim=(-2, -1), dtype=torch.float64)
         return labels, conf, probs_u8, entropy
 
-    def _finalise(self, acc: torch.Tensor, wsum: torch.Tensor, row0: int) -> RowBand:
-        """Divide, argmax and quantise finished rows on the device, then ship them in one go.
+    def _finalise(self, acc: torch.Tensor, wsum: torch.Tensor, row0: int) -> PendingBand:
+        """Divide, argmax and quantise finished rows on the device; queue their copy to the host.
 
         Column chunks keep the float temporaries small on very wide scenes; the uint8 results
-        are gathered on the device and copied to the host once per output (no sync per chunk).
+        are gathered on the device and copied to the host once per output (no sync per chunk,
+        and none at all until the band is resolved).
         """
         h, width = wsum.shape
         dev = self.device
@@ -183,13 +200,56 @@ class StreamingStitcher:
         tallies: dict[str, torch.Tensor] = {}
         for reduce in self.reducers:
             tallies.update(reduce(row0, labels, valid, conf))
-        return RowBand(row0, _host(labels), _host(valid), None if conf is None else _host(conf),
-                       None if probs_u8 is None else _host(probs_u8), float(entropy), int(valid.sum()),
-                       {k: _host(v) for k, v in tallies.items()})
+        return PendingBand(row0, labels, valid, conf, probs_u8, entropy, valid.sum(dtype=torch.int64), tallies)
 
 
-def _host(t: torch.Tensor) -> np.ndarray:
-    return t.cpu().numpy()
+class PendingBand:
+    """A finished band whose copy to the host has been queued but maybe not completed.
+
+    Built from the band's device tensors: on a GPU each is copied into page-locked host
+    memory with ``non_blocking=True`` and a CUDA event marks the end of the copies, so the
+    thread that finished the band never waits for the device. :meth:`resolve` (called once
+    by the consumer, in its own thread) waits for that event and returns the
+    :class:`RowBand`. Page-locked blocks come from torch's caching host allocator, which
+    does not hand a block out again before the copies that used it are done.
+    """
+
+    def __init__(self, row0: int, labels: torch.Tensor, valid: torch.Tensor, confidence: torch.Tensor | None,
+                 probabilities: torch.Tensor | None, entropy_sum: torch.Tensor, valid_pixels: torch.Tensor,
+                 tallies: dict[str, torch.Tensor]) -> None:
+        self.row0 = row0
+        cuda = labels.device.type == "cuda"
+        ship = _queue_copy if cuda else (lambda t: t)
+        self._t = {name: None if t is None else ship(t) for name, t in (
+            ("labels", labels), ("valid", valid), ("confidence", confidence), ("probabilities", probabilities),
+            ("entropy_sum", entropy_sum), ("valid_pixels", valid_pixels))}
+        self._tallies = {k: ship(v) for k, v in tallies.items()}
+        self._event = None
+        if cuda:
+            self._event = torch.cuda.Event()
+            self._event.record()
+
+    def resolve(self) -> RowBand:
+        """Wait for the copies (GPU) and return the band on the host."""
+        if self._event is not None:
+            self._event.synchronize()
+        t = self._t
+        return RowBand(self.row0, _numpy(t["labels"]), _numpy(t["valid"]), _numpy(t["confidence"]),
+                       _numpy(t["probabilities"]), float(t["entropy_sum"]), int(t["valid_pixels"]),
+                       {k: _numpy(v) for k, v in self._tallies.items()})
+
+
+def _queue_copy(t: torch.Tensor) -> torch.Tensor:
+    """An asynchronous copy of device tensor ``t`` into page-locked host memory."""
+    try:
+        out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    except RuntimeError:  # page-locking can fail (limits): an ordinary, synchronous copy
+        return t.cpu()
+    return out.copy_(t, non_blocking=True)
+
+
+def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.numpy()
 
 
 def _to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

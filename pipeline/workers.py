@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .stitch import PendingBand, RowBand
+
 if TYPE_CHECKING:
     from .raster.write import GeoTiffSink
-    from .stitch import RowBand
 
 RowObserver = Callable[["RowBand"], None]
 _DONE = object()
@@ -45,20 +46,25 @@ def _capture(fn: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | N
 
 
 class RowWriter:
-    """Writer thread: the only thread that touches the output datasets."""
+    """Writer thread: the only thread that touches the output datasets.
+
+    It takes finished bands on the host or on their way there (:class:`PendingBand`, whose
+    copy it waits for here, so the thread feeding the model never does).
+    """
 
     def __init__(self, sinks: dict[str, GeoTiffSink], observers: Sequence[RowObserver]) -> None:
         self.sinks = sinks
         self.observers = observers
         self.q: queue.Queue[Any] = queue.Queue(maxsize=2)  # each finished row band is O(tile x width)
         self.busy_s = 0.0
+        self.copy_wait_s = 0.0  # waiting for pending bands to reach the host
         self.valid_pixels = 0
         self.entropy_sum = 0.0
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="segpipe-write", daemon=True)
         self.thread.start()
 
-    def put(self, band: RowBand) -> None:
+    def put(self, band: RowBand | PendingBand) -> None:
         if self.error is not None:
             raise self.error
         self.q.put(band)
@@ -69,6 +75,11 @@ class RowWriter:
                 continue
             t = time.perf_counter()
             try:
+                if isinstance(band, PendingBand):
+                    band = band.resolve()
+                    t2 = time.perf_counter()
+                    self.copy_wait_s += t2 - t
+                    t = t2
                 self._write(band)
             except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
                 self.error = exc

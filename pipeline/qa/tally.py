@@ -41,7 +41,22 @@ def joint_histogram(ids: torch.Tensor, confidence: torch.Tensor | None, num_clas
     n = int(np.prod(lead)) if lead else 1
     if lead:  # one histogram per plane: offset each plane's bins
         idx = idx + (torch.arange(n, device=ids.device, dtype=torch.int32) * bins).reshape(*lead, 1, 1)
-    return torch.bincount(idx.reshape(-1), minlength=n * bins).reshape(*lead, num_classes + 1, 256)
+    return bin_counts(idx.reshape(-1), n * bins).reshape(*lead, num_classes + 1, 256)
+
+
+def bin_counts(idx: torch.Tensor, size: int, *, sync_free: bool | None = None) -> torch.Tensor:
+    """int64 counts of each value 0..size-1 in the integer tensor ``idx`` (values are in range).
+
+    ``torch.bincount`` on a GPU reads the input's min and max back to the host: two syncs,
+    which would stall the stitcher's thread once per band. There (``sync_free``, the
+    default on CUDA) the counts come from ``torch.histc`` over float64 with the range given
+    (unit-wide bins, exact: no sync, float64 counts exact far past any band's size).
+    """
+    if sync_free is None:
+        sync_free = idx.device.type == "cuda"
+    if not sync_free:
+        return torch.bincount(idx, minlength=size)
+    return torch.histc(idx.to(torch.float64), bins=size, min=0, max=size).to(torch.int64)
 
 
 def seam_tallies(labels: torch.Tensor, valid: torch.Tensor,

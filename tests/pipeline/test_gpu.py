@@ -114,3 +114,60 @@ def test_volume_whole_plane_batches_on_gpu_match_the_cpu():
         np.testing.assert_array_equal(c.valid, g.valid)
         assert c.valid_pixels == g.valid_pixels
         np.testing.assert_array_equal(g.tallies["joint"].sum(), c.tallies["joint"].sum())
+
+
+def test_finished_rows_travel_without_a_host_sync():
+    """The stitcher's thread never waits for the GPU: finishing a row (blend, argmax, QA tallies,
+    copies to page-locked memory) makes no synchronising call; the writer's resolve() waits."""
+    from pipeline.qa.tally import BandTallier
+    from pipeline.stitch import StreamingStitcher
+    from pipeline.tiling import TileGrid
+
+    grid = TileGrid.build(300, 260, 128, 32)
+    dev = torch.device("cuda")
+    rng = np.random.default_rng(2)
+    scores = torch.from_numpy(rng.random((4, 300, 260), dtype=np.float32)).to(dev)
+
+    def run(sync_check: bool):
+        st = StreamingStitcher(grid, 4, "gaussian", dev, confidence=True, reducers=[BandTallier(4)])
+        pending = []
+        for tile in grid:
+            w = tile.window
+            probs = torch.zeros((4, grid.read_h, grid.read_w), device=dev)
+            probs[:, : w.height, : w.width] = scores[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
+            ok = torch.zeros((grid.read_h, grid.read_w), dtype=torch.bool, device=dev)
+            ok[: w.height, : w.width] = True
+            st.add(tile, probs, ok)
+            if tile.col == len(grid.col_offsets) - 1:
+                if sync_check:
+                    torch.cuda.set_sync_debug_mode("error")
+                try:
+                    pending.append(st.finish_row_deferred())
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+        return [p.resolve() for p in pending]
+
+    warm = run(False)  # first use: blend windows, page-locked blocks
+    bands = run(True)
+    labels = np.concatenate([b.labels for b in bands])
+    np.testing.assert_array_equal(labels, np.concatenate([b.labels for b in warm]))
+    assert labels.shape == (300, 260)
+    expected = scores.argmax(0).cpu().numpy()
+    assert (labels == expected).mean() > 0.999  # blended random scores: argmax of the blend ~ of the input
+
+
+def test_a_batch_goes_through_normalisation_and_the_model_without_a_host_sync():
+    """Per-batch work on the main thread queues GPU work only (no copy that drains the stream)."""
+    from pipeline.normalize import NormStats, apply_torch
+
+    stats = NormStats((100.0, 200.0, 300.0), (0.01, 0.02, 0.03), (-3.0,) * 3, (3.0,) * 3)
+    h = identity_handle()
+    pred = Predictor(torch.nn.Conv2d(3, 3, 3, padding=1), h.spec, torch.device("cuda"))
+    x = torch.rand(4, 3, 64, 64, device="cuda") * 1000
+    expected = pred(apply_torch(x.clone(), stats))  # warm-up: kernels, statistics on the device
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = pred(apply_torch(x.clone(), stats))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(got, expected)

@@ -95,3 +95,18 @@ def test_joint_histogram_counts_class_and_confidence_bytes():
     # horizontal pairs (both valid) per column; vertical pairs per row (none for the plane's first row)
     assert t["seam_cols"].tolist() == [[0, 2, 2, 1], [0, 1, 2, 1]]
     assert t["seam_rows"].tolist() == [[0, 3], [0, 2]]
+
+
+@pytest.mark.parametrize("size", [1, 7, 1024, 3 * 1024 * 256])
+def test_sync_free_counts_equal_bincount(size):
+    """The GPU's sync-free histogram (float64 histc, unit bins) counts exactly what bincount does."""
+    rng = np.random.default_rng(size)
+    idx = torch.from_numpy(rng.integers(0, size, 50_000).astype(np.int32))
+    idx[:3] = size - 1  # both ends of the range
+    idx[3:5] = 0
+    exact = torch.bincount(idx, minlength=size)
+    from pipeline.qa.tally import bin_counts
+
+    got = bin_counts(idx, size, sync_free=True)
+    assert got.dtype == torch.int64 and got.shape == (size,)
+    torch.testing.assert_close(got, exact, rtol=0, atol=0)
