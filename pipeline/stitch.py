@@ -203,40 +203,51 @@ class StreamingStitcher:
         return PendingBand(row0, labels, valid, conf, probs_u8, entropy, valid.sum(dtype=torch.int64), tallies)
 
 
-class PendingBand:
-    """A finished band whose copy to the host has been queued but maybe not completed.
+class HostCopies:
+    """Named device tensors on their way to the host: :meth:`wait` returns them as arrays.
 
-    Built from the band's device tensors: on a GPU each is copied into page-locked host
-    memory with ``non_blocking=True`` and a CUDA event marks the end of the copies, so the
-    thread that finished the band never waits for the device. :meth:`resolve` (called once
-    by the consumer, in its own thread) waits for that event and returns the
-    :class:`RowBand`. Page-locked blocks come from torch's caching host allocator, which
-    does not hand a block out again before the copies that used it are done.
+    On a GPU each is copied into page-locked host memory with ``non_blocking=True`` and a
+    CUDA event marks the end of the copies, so the thread that queued them never waits for
+    the device; :meth:`wait` (in whichever thread consumes them) waits for that event.
+    Page-locked blocks come from torch's caching host allocator, which does not hand a
+    block out again before the copies that used it are done. On the CPU nothing moves.
     """
 
-    def __init__(self, row0: int, labels: torch.Tensor, valid: torch.Tensor, confidence: torch.Tensor | None,
-                 probabilities: torch.Tensor | None, entropy_sum: torch.Tensor, valid_pixels: torch.Tensor,
-                 tallies: dict[str, torch.Tensor]) -> None:
-        self.row0 = row0
-        cuda = labels.device.type == "cuda"
-        ship = _queue_copy if cuda else (lambda t: t)
-        self._t = {name: None if t is None else ship(t) for name, t in (
-            ("labels", labels), ("valid", valid), ("confidence", confidence), ("probabilities", probabilities),
-            ("entropy_sum", entropy_sum), ("valid_pixels", valid_pixels))}
-        self._tallies = {k: ship(v) for k, v in tallies.items()}
+    def __init__(self, tensors: dict[str, torch.Tensor | None]) -> None:
+        cuda = any(t is not None and t.device.type == "cuda" for t in tensors.values())
+        self._t = {k: None if t is None else (_queue_copy(t) if cuda else t) for k, t in tensors.items()}
         self._event = None
         if cuda:
             self._event = torch.cuda.Event()
             self._event.record()
 
-    def resolve(self) -> RowBand:
-        """Wait for the copies (GPU) and return the band on the host."""
+    def wait(self) -> dict[str, np.ndarray | None]:
         if self._event is not None:
             self._event.synchronize()
-        t = self._t
-        return RowBand(self.row0, _numpy(t["labels"]), _numpy(t["valid"]), _numpy(t["confidence"]),
-                       _numpy(t["probabilities"]), float(t["entropy_sum"]), int(t["valid_pixels"]),
-                       {k: _numpy(v) for k, v in self._tallies.items()})
+        return {k: None if t is None else t.numpy() for k, t in self._t.items()}
+
+
+class PendingBand:
+    """A finished band whose copy to the host is queued (:class:`HostCopies`), maybe not done:
+    :meth:`resolve`, called once by the consumer, waits for it and returns the :class:`RowBand`."""
+
+    _TALLY = "tally:"
+
+    def __init__(self, row0: int, labels: torch.Tensor, valid: torch.Tensor, confidence: torch.Tensor | None,
+                 probabilities: torch.Tensor | None, entropy_sum: torch.Tensor, valid_pixels: torch.Tensor,
+                 tallies: dict[str, torch.Tensor]) -> None:
+        self.row0 = row0
+        self._copies = HostCopies({
+            "labels": labels, "valid": valid, "confidence": confidence, "probabilities": probabilities,
+            "entropy_sum": entropy_sum, "valid_pixels": valid_pixels,
+            **{self._TALLY + k: v for k, v in tallies.items()}})
+
+    def resolve(self) -> RowBand:
+        """Wait for the copies (GPU) and return the band on the host."""
+        h = self._copies.wait()
+        tallies = {k[len(self._TALLY):]: v for k, v in h.items() if k.startswith(self._TALLY)}
+        return RowBand(self.row0, h["labels"], h["valid"], h["confidence"], h["probabilities"],
+                       float(h["entropy_sum"]), int(h["valid_pixels"]), tallies)
 
 
 def _queue_copy(t: torch.Tensor) -> torch.Tensor:
@@ -246,10 +257,6 @@ def _queue_copy(t: torch.Tensor) -> torch.Tensor:
     except RuntimeError:  # page-locking can fail (limits): an ordinary, synchronous copy
         return t.cpu()
     return out.copy_(t, non_blocking=True)
-
-
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.numpy()
 
 
 def _to_u8(p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

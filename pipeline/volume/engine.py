@@ -28,7 +28,7 @@ import torch
 
 from ..infer import Predictor
 from ..prefetch import prefetch
-from ..stitch import BandReducer, RowBand, StreamingStitcher
+from ..stitch import BandReducer, HostCopies, RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
 
@@ -112,15 +112,19 @@ class SliceEngine:
         n_slices = data.shape[axis]
         host = self._prefetch(self._host_batches(data, valid, axis, normalise, n_slices))
         bands: list[RowBand] = []
+        queued: _PendingPlanes | None = None  # a batch of whole planes on its way to the host
         for hb in host:
             t = time.perf_counter()
             probs = self.predictor(self._model_input(hb))
             t2 = time.perf_counter()
             if self.whole_planes:
-                done = self._finish_planes(hb, probs)
+                # The next batch is queued on the device before this one is waited for, so a
+                # GPU never idles while the host takes the finished slices.
+                previous, queued = queued, self._finish_planes(hb, probs)
                 self.timings["infer_s"] += t2 - t
                 self.timings["stitch_s"] += time.perf_counter() - t2
-                yield from done
+                if previous is not None:
+                    yield from previous.resolve()
                 continue
             valid_dev = None if hb.valid is None else hb.valid.to(self.device, non_blocking=True)
             done = []
@@ -135,8 +139,10 @@ class SliceEngine:
             self.timings["infer_s"] += t2 - t
             self.timings["stitch_s"] += time.perf_counter() - t2
             yield from done
+        if queued is not None:
+            yield from queued.resolve()
 
-    def _finish_planes(self, hb: _HostBatch, probs: torch.Tensor) -> list[FinishedSlice]:
+    def _finish_planes(self, hb: _HostBatch, probs: torch.Tensor) -> _PendingPlanes:
         """Slices that are one tile each: argmax, quantise, entropy and tallies for the batch at once.
 
         What the stitcher computes for a single tile, without its blend: the weights of a
@@ -154,15 +160,9 @@ class SliceEngine:
         tallies: dict[str, torch.Tensor] = {}
         for reducer in self.reducers:
             tallies.update(reducer.planes(labels, valid, conf))  # type: ignore[attr-defined]
-        host = {k: v.cpu().numpy() for k, v in tallies.items()}
-        labels_h, valid_h = labels.cpu().numpy(), valid.cpu().numpy()
-        conf_h = None if conf is None else conf.cpu().numpy()
-        probs_h = None if probs_u8 is None else probs_u8.cpu().numpy()
-        entropy_h, valid_nh = entropy.cpu().numpy(), valid_n.cpu().numpy()
-        return [FinishedSlice(u.slice, labels_h[j], valid_h[j], None if conf_h is None else conf_h[j],
-                              None if probs_h is None else probs_h[j], float(entropy_h[j]), int(valid_nh[j]),
-                              {k: v[j] for k, v in host.items()})
-                for j, u in enumerate(hb.units)]
+        copies = HostCopies({"labels": labels, "valid": valid, "confidence": conf, "probabilities": probs_u8,
+                             "entropy": entropy, "valid_n": valid_n, **{_TALLY + k: v for k, v in tallies.items()}})
+        return _PendingPlanes([u.slice for u in hb.units], copies)
 
     # -- host side (prefetch thread) -------------------------------------------------------
     def _units(self, n_slices: int) -> Iterator[_Unit]:
@@ -228,6 +228,26 @@ class SliceEngine:
             return self._all_valid
         w = tile.window
         return valid[j, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width]
+
+
+_TALLY = "tally:"
+
+
+@dataclass
+class _PendingPlanes:
+    """A batch of whole-plane slices whose copy to the host is queued (one per batch)."""
+
+    slices: list[int]
+    copies: HostCopies
+
+    def resolve(self) -> list[FinishedSlice]:
+        h = self.copies.wait()
+        tallies = {k[len(_TALLY):]: v for k, v in h.items() if k.startswith(_TALLY)}
+        conf, probs = h["confidence"], h["probabilities"]
+        return [FinishedSlice(s, h["labels"][j], h["valid"][j], None if conf is None else conf[j],
+                              None if probs is None else probs[j], float(h["entropy"][j]), int(h["valid_n"][j]),
+                              {k: v[j] for k, v in tallies.items()})
+                for j, s in enumerate(self.slices)]
 
 
 def _join(index: int, bands: list[RowBand]) -> FinishedSlice:
