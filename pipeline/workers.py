@@ -7,19 +7,18 @@ model busy. :class:`Background` hashes the input meanwhile.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .consumer import Consumer
 from .stitch import PendingBand, RowBand
 
 if TYPE_CHECKING:
     from .raster.write import GeoTiffSink
 
 RowObserver = Callable[["RowBand"], None]
-_DONE = object()
 
 
 class Background:
@@ -55,34 +54,29 @@ class RowWriter:
     def __init__(self, sinks: dict[str, GeoTiffSink], observers: Sequence[RowObserver]) -> None:
         self.sinks = sinks
         self.observers = observers
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=2)  # each finished row band is O(tile x width)
         self.busy_s = 0.0
         self.copy_wait_s = 0.0  # waiting for pending bands to reach the host
         self.valid_pixels = 0
         self.entropy_sum = 0.0
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="segpipe-write", daemon=True)
-        self.thread.start()
+        # each finished row band is O(tile x width): two may wait
+        self._consumer: Consumer[RowBand | PendingBand] = Consumer(self._take, maxsize=2, name="segpipe-write")
 
     def put(self, band: RowBand | PendingBand) -> None:
-        if self.error is not None:
-            raise self.error
-        self.q.put(band)
+        self._consumer.put(band)
 
-    def _run(self) -> None:
-        while (band := self.q.get()) is not _DONE:
-            if self.error is not None:
-                continue
-            t = time.perf_counter()
-            try:
-                if isinstance(band, PendingBand):
-                    band = band.resolve()
-                    t2 = time.perf_counter()
-                    self.copy_wait_s += t2 - t
-                    t = t2
-                self._write(band)
-            except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
-                self.error = exc
+    def close(self, abort: bool = False) -> None:
+        self._consumer.close(abort)
+
+    def _take(self, band: RowBand | PendingBand) -> None:
+        t = time.perf_counter()
+        if isinstance(band, PendingBand):
+            band = band.resolve()
+            t2 = time.perf_counter()
+            self.copy_wait_s += t2 - t
+            t = t2
+        try:
+            self._write(band)
+        finally:
             self.busy_s += time.perf_counter() - t
 
     def _write(self, band: RowBand) -> None:
@@ -95,10 +89,3 @@ class RowWriter:
         self.entropy_sum += band.entropy_sum
         for obs in self.observers:
             obs(band)
-
-    def close(self, abort: bool = False) -> None:
-        if self.thread.is_alive():
-            self.q.put(_DONE)
-            self.thread.join()
-        if self.error is not None and not abort:
-            raise self.error

@@ -16,14 +16,13 @@ arrays, SceneQA runs it on the host. What stays on the host per band is connecte
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from ..consumer import Consumer
 from ..tiling import TileGrid
 from .area import PixelArea, pixel_area, voxel_volume
 from .components import Connectivity, StreamingComponents, side
@@ -90,7 +89,7 @@ class SceneQA:
             component's size is scaled by n squared. Counts, areas and flags stay exact.
         thumb_side: longest side of the streamed label/confidence thumbnails.
         threaded: do the work in a thread of its own, so the engine's writer thread only
-            hands bands over (a bounded queue of 4 keeps memory flat).
+            hands bands over (a bounded queue of 2 keeps memory flat).
     """
 
     def __init__(self, class_names: tuple[str, ...] | list[str], height: int, width: int,
@@ -110,7 +109,7 @@ class SceneQA:
         self._slab: list[np.ndarray] = []  # a volume's slices waiting to be labelled together
         self.touches_edge = np.zeros(self.k, dtype=bool)
         fn = self._observe_band if depth is None else self._observe_slice
-        self._worker = _Worker(fn) if threaded else None
+        self._worker = Consumer(lambda item: fn(*item), maxsize=2, name="segpipe-qa") if threaded else None
         self.seams = SeamAccumulator(grid) if grid is not None else None
         self._tallier = BandTallier(self.k)  # the host path: bands that came without tallies
         self.counts = np.zeros(self.k, dtype=np.int64)
@@ -408,34 +407,3 @@ class SceneQA:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = self._conf_sum / self._conf_n
         return np.where(self._conf_n > 0, mean / _CONF_SCALE, np.nan).astype(np.float32)
-
-
-class _Worker:
-    """One background thread applying ``fn`` to queued items in order; errors resurface on close/put."""
-
-    def __init__(self, fn: Any, depth: int = 2) -> None:
-        self.fn = fn
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="segpipe-qa", daemon=True)
-        self.thread.start()
-
-    def put(self, item: tuple[Any, ...]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.q.put(item)
-
-    def _run(self) -> None:
-        while (item := self.q.get()) is not None:
-            if self.error is None:
-                try:
-                    self.fn(*item)
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                    self.error = exc
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.q.put(None)
-            self.thread.join()
-        if self.error is not None:
-            raise self.error

@@ -34,6 +34,7 @@ from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 from rasterio.shutil import copy as gdal_copy
 
+from ..consumer import Consumer
 from ..errors import OutputError
 from .overviews import ModePyramid, level_shapes, vrt_with_overviews
 
@@ -140,6 +141,7 @@ class GeoTiffSink:
         self.cog_tmp = partial_name(spec.path)
         self._levels: list[_TiledFile] = []
         self._pyramid: ModePyramid | None = None
+        self._pyramid_thread: Consumer[np.ndarray] | None = None
         try:
             self._file = _TiledFile(self.tmp, grid.width, grid.height, spec.count, spec.dtype, spec.nodata,
                                     grid.crs, grid.transform)
@@ -166,17 +168,27 @@ class GeoTiffSink:
                                            transform))
         self._pyramid = ModePyramid(g.height, g.width, BLOCK, int(spec.nodata), [lv.write for lv in self._levels],
                                     spec.classes)
+        # The levels are computed and written in a thread of their own (it alone touches the
+        # level files), beside the full-resolution writes: on a many-core GPU host the
+        # writer thread is the one that must keep pace with the model.
+        self._pyramid_thread = Consumer(self._pyramid.add, maxsize=2, name="segpipe-overviews")
 
     def write(self, row0: int, rows: np.ndarray) -> None:
-        """Append rows ``[row0, row0 + h)``; ``rows`` is (h, W) or (count, h, W)."""
+        """Append rows ``[row0, row0 + h)``; ``rows`` is (h, W) or (count, h, W) (not modified later)."""
         self._file.write(row0, rows)
-        if self._pyramid is not None:
-            self._pyramid.add(rows if rows.ndim == 2 else rows[0])
+        if self._pyramid_thread is not None:
+            self._pyramid_thread.put(rows if rows.ndim == 2 else rows[0])
 
     def finish(self) -> Path:
         """Close, convert to a validated COG, rename into place; returns the final path."""
         if not self._file.complete:
             raise ValueError(f"{self.spec.path}: only {self._file._next_row} of {self.grid.height} rows written")
+        if self._pyramid_thread is not None:
+            try:
+                self._pyramid_thread.close()
+            except BaseException:
+                self.abort()
+                raise
         self._file.close()
         for level in self._levels:
             level.close()
@@ -207,6 +219,8 @@ class GeoTiffSink:
 
     def abort(self) -> None:
         """Remove every temporary file of this sink (safe to call more than once)."""
+        if self._pyramid_thread is not None:
+            self._pyramid_thread.close(abort=True)  # it writes the level files: let it stop first
         for f in (getattr(self, "_file", None), *self._levels):
             if f is not None:
                 f.close()

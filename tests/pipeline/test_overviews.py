@@ -155,3 +155,19 @@ def test_abort_removes_every_temporary(tmp_path, blocky):
     sink.abort()
     assert list(tmp_path.iterdir()) == []
     assert BLOCK == 512
+
+
+def test_an_error_in_the_overview_thread_surfaces_and_leaves_nothing(tmp_path, blocky, monkeypatch):
+    def broken(self, rows):
+        raise MemoryError("no room for the overview")
+
+    monkeypatch.setattr(ModePyramid, "add", broken)
+    h, w = blocky.shape
+    sink = GeoTiffSink(OutputSpec(tmp_path / "m.tif", 1, "uint8", ND, classes=4),
+                       Grid(w, h, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 6000000)))
+    with pytest.raises(MemoryError, match="no room"):
+        for y in range(0, h, 448):
+            sink.write(y, blocky[y:y + 448])
+        sink.finish()
+    sink.abort()  # what the engine does with every sink of a failed run
+    assert list(tmp_path.iterdir()) == []
