@@ -7,7 +7,7 @@
 Both figures are slices/s (slices of the volume / seconds) measured in the same run:
 model-only runs the same model, with the same tile/overlap/batch settings, on as many
 tiles as the volume needs, from tensors already on the device; end-to-end is
-``segment_volume`` from the ``.nii.gz`` on disk to the checked label volume and
+``segment_volume`` from the ``.nii.gz`` (``--uncompressed``: ``.nii``) on disk to the checked label volume and
 ``record.json`` (decoding, orienting, normalising, 2.5D slabs, stitching, label volume
 counts, writing and input hashing included). Each end-to-end run happens in a child
 process so its peak RSS is its own.
@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=400, help="slices (shrink for CPU runs, e.g. 24)")
     ap.add_argument("--contexts", type=int, nargs="+", default=[3, 5], help="2.5D contexts to measure")
     ap.add_argument("--confidence", action="store_true", help="also write the confidence volume")
+    ap.add_argument("--uncompressed", action="store_true",
+                    help="read a plain .nii (the engine without the single-stream gzip inflate)")
     ap.add_argument("--context", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--volume", type=Path, help=argparse.SUPPRESS)
     add_common_args(ap)
@@ -97,7 +99,8 @@ def main() -> None:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="segpipe-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    volume = work / f"ct_{args.size}x{args.size}x{args.depth}.nii.gz"
+    ext = ".nii" if args.uncompressed else ".nii.gz"
+    volume = work / f"ct_{args.size}x{args.size}x{args.depth}{ext}"
     if not volume.exists():
         t = time.perf_counter()
         write_volume(volume, (args.size, args.size, args.depth), spacing=(0.8, 0.8, 2.5), seed=7)
@@ -108,7 +111,7 @@ def main() -> None:
                             *(["--confidence"] if args.confidence else []))
         runs, peak, e2e = measure_pairs(cmd, args.repeat, lambda e2e: model_only(args, context, e2e["tiles"]))
         print(json.dumps({"timings": e2e["timings"], "facts": e2e["facts"]}, indent=None))
-        print(f"volume {args.size}x{args.size}x{args.depth} int16 .nii.gz, context {context}, "
+        print(f"volume {args.size}x{args.size}x{args.depth} int16 {ext}, context {context}, "
               f"{args.model}/{args.encoder}, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
               f"device {e2e['facts']['device']} ({e2e['facts']['precision']}), {e2e['tiles']} tiles")
         print_rates("slices", e2e["slices"], runs, peak)

@@ -1,6 +1,7 @@
 """Medical volumes (NIfTI): read into canonical RAS+ order, slice for the 2D engine, write back.
 
     io.py          read_volume / iter_volumes -> Volume (canonical float32 + the way back)
+    stream.py      open_streamed: a Volume decoded in the background while it is segmented
     write.py       write_label_volume: input header copy, temp file, geometry check, sidecars
     orient.py      canonical voxel order by axis permutation and flips only, and back
     slicing.py     through-plane axis, 2.5D slabs (n, context, H, W), SliceAssembler

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from itertools import islice
 
@@ -31,6 +32,9 @@ from ..prefetch import prefetch
 from ..stitch import BandReducer, HostCopies, RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
+
+if TYPE_CHECKING:
+    from .stream import SliceArrival
 
 
 Normaliser = Callable[[np.ndarray], np.ndarray]
@@ -100,17 +104,18 @@ class SliceEngine:
         # per batch instead of one per slice, when every reducer can take a stack of planes.
         self.reducers = tuple(reducers)
         self.whole_planes = grid.n_tiles == 1 and all(callable(getattr(r, "planes", None)) for r in self.reducers)
-        self.timings = dict(read_wait_s=0.0, prepare_s=0.0, infer_s=0.0, stitch_s=0.0)
+        self.timings = dict(read_wait_s=0.0, decode_wait_s=0.0, prepare_s=0.0, infer_s=0.0, stitch_s=0.0)
 
     def run(self, data: np.ndarray, valid: np.ndarray | None, axis: int,
-            normalise: Normaliser) -> Iterator[FinishedSlice]:
+            normalise: Normaliser, arrival: SliceArrival | None = None) -> Iterator[FinishedSlice]:
         """Yield every slice along ``axis`` of ``data`` (canonical float32), in index order.
 
         ``normalise`` maps raw planes to model input elementwise (the volume's statistics,
-        computed once); it runs in the prefetch thread, ahead of the device.
+        computed once); it runs in the prefetch thread, ahead of the device. ``arrival``:
+        ``data`` is still being decoded; each slab waits for the slices it needs.
         """
         n_slices = data.shape[axis]
-        host = self._prefetch(self._host_batches(data, valid, axis, normalise, n_slices))
+        host = self._prefetch(self._host_batches(data, valid, axis, normalise, n_slices, arrival))
         bands: list[RowBand] = []
         queued: _PendingPlanes | None = None  # a batch of whole planes on its way to the host
         for hb in host:
@@ -173,12 +178,16 @@ class SliceEngine:
                 yield _Unit(s, tile, ends_row, ends_row and tile.row == last_row)
 
     def _host_batches(self, data: np.ndarray, valid: np.ndarray | None, axis: int, normalise: Normaliser,
-                      n_slices: int) -> Iterator[_HostBatch]:
+                      n_slices: int, arrival: SliceArrival | None) -> Iterator[_HostBatch]:
         units = self._units(n_slices)
         pin = self.device.type == "cuda"
         while batch := list(islice(units, self.batch_size)):
-            t = time.perf_counter()
             slices = np.arange(batch[0].slice, batch[-1].slice + 1)
+            if arrival is not None:  # the last centre slice and its context after it
+                t = time.perf_counter()
+                arrival.wait(int(slices[-1]) + self.context // 2 + 1)
+                self.timings["decode_wait_s"] += time.perf_counter() - t
+            t = time.perf_counter()
             planes, where = slab_planes(data, axis, slices, self.context)
             planes = self._pad(normalise(planes))
             vmask = None if valid is None else torch.from_numpy(slab_valid(valid, data.shape, axis, slices))

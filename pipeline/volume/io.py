@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import nibabel as nib
 import numpy as np
@@ -27,6 +27,9 @@ from nibabel.spatialimages import HeaderDataError
 from ..errors import ConfigError, InputError, SegpipeWarning
 from .orient import Orientation, orientation_of
 from .slicing import default_slice_axis
+
+if TYPE_CHECKING:
+    from .stream import SliceArrival
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class Volume:
         path: the file read.
         volume_index: which volume of a 4D series this is; None for a 3D file.
         series_note: how a 4th dimension was handled, for the output record; "" for 3D.
+        arrival: None when ``data`` is complete; while a decoder thread is still filling
+            it (``stream.open_streamed``), which slices along ``slice_axis`` have arrived.
     """
 
     data: np.ndarray
@@ -78,6 +83,7 @@ class Volume:
     path: Path
     volume_index: int | None = None
     series_note: str = ""
+    arrival: SliceArrival | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:

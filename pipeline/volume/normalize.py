@@ -40,6 +40,15 @@ def sample_stride(shape: tuple[int, ...], max_voxels: int = SAMPLE_VOXELS) -> in
     return s
 
 
+# Kinds whose numbers come from the checkpoint alone; the others sample the whole volume.
+FIXED_KINDS = ("none", "scale", "meanstd", "ct_window")
+
+
+def needs_whole_volume(norm: Normalization) -> bool:
+    """Whether ``volume_stats`` reads the volume's voxels (``zscore``, ``percentile``)."""
+    return norm.kind not in FIXED_KINDS
+
+
 def volume_stats(data: np.ndarray, norm: Normalization, valid: np.ndarray | None = None,
                  *, max_voxels: int = SAMPLE_VOXELS) -> dict[str, Any]:
     """Resolve ``norm`` for one volume: offset, scale, lower, upper (+ what they came from).

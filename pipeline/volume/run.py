@@ -2,7 +2,8 @@
 
 The volume twin of ``pipeline.scene.segment_scene`` and built from its parts: the same
 predictor, tiling, streaming stitcher, writer thread, progress type and record. What
-differs is the frame: the input is read whole into canonical RAS+ order (``io``), cut
+differs is the frame: the input is read into canonical RAS+ order (``io``; or, stored
+slice by slice, decoded while the first slices run: ``stream``), cut
 into 2D/2.5D slices along one axis (``engine``), and the finished slice planes are
 assembled into one uint8 label volume (+ optional uint8 confidence / per-class
 probability volumes; never K float32 volumes) that ``write.write_label_volume`` puts
@@ -26,7 +27,7 @@ import logging
 import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ from ..spec import ModelSpec
 from ..tiling import TileGrid
 from .engine import FinishedSlice, SliceEngine
 from .io import Volume, iter_volumes
-from .normalize import apply, volume_stats
+from .normalize import apply, needs_whole_volume, volume_stats
 from .slicing import CONF_NODATA, SliceAssembler, plane_shape
 from .stats import LabelVolumes
+from .stream import open_streamed
 from .write import compare_geometry, write_label_volume
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,9 @@ def segment_volume(
     started = datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
         s = _resolve_settings(settings, model, input_path)
-        volumes = iter_volumes(input_path, slice_axis=s.slice_axis, **_series_args(s.series))
+        volumes = _open_volumes(input_path, s)
         t = time.perf_counter()
-        first = next(volumes)  # decodes the whole file: every bad-input error is raised here
+        first = next(volumes)  # header errors are raised here; data errors here or, streamed, before any write
         read_s = time.perf_counter() - t
         scene_dir = scene_dir_for(input_path, out_root)
         prepare_scene_dir(scene_dir)
@@ -133,6 +135,17 @@ def _resolve_settings(settings: RunSettings, model: ModelHandle, input_path: Pat
     return settings.resolved(spec)
 
 
+def _open_volumes(path: Path, s: RunSettings) -> Iterator[Volume]:
+    """The volumes to segment: decoded while they are segmented where the file allows it
+    (``stream.open_streamed``: one 3D integer volume stored slice by slice), else read whole."""
+    args = _series_args(s.series)
+    if s.series != "each":
+        vol = open_streamed(path, slice_axis=s.slice_axis, volume=args.get("volume"))
+        if vol is not None:
+            return iter([vol])
+    return iter_volumes(path, slice_axis=s.slice_axis, **args)
+
+
 def _series_args(series: Any) -> dict[str, Any]:
     """RunSettings.series -> iter_volumes arguments."""
     if isinstance(series, bool) or not isinstance(series, (int, str)):
@@ -162,8 +175,8 @@ class _VolumeRun:
         self.volumes: list[dict[str, Any]] = []
         self.first: Volume | None = None
         self.grid: TileGrid | None = None
-        self.timings = dict(read_s=0.0, stats_s=0.0, read_wait_s=0.0, prepare_s=0.0, infer_s=0.0, stitch_s=0.0,
-                            write_s=0.0, finalise_s=0.0)
+        self.timings = dict(read_s=0.0, decode_s=0.0, stats_s=0.0, read_wait_s=0.0, decode_wait_s=0.0, prepare_s=0.0,
+                            infer_s=0.0, stitch_s=0.0, write_s=0.0, finalise_s=0.0)
         self._t0 = time.perf_counter()
         self._written: list[Path] = []
         self.qa_enabled = False
@@ -193,6 +206,8 @@ class _VolumeRun:
         self.grid = TileGrid.build(h, w, self.s.tile, self.s.overlap)
         t = time.perf_counter()
         norm = self.spec.normalization
+        if vol.arrival is not None and needs_whole_volume(norm):
+            vol.arrival.finish()  # statistics of the whole volume: no slice can start before
         stats = volume_stats(vol.data, norm, vol.valid)
         self.timings["stats_s"] += time.perf_counter() - t
         engine = SliceEngine(self.predictor, self.grid, self.spec.num_classes, blend=self.s.blend,
@@ -210,12 +225,17 @@ class _VolumeRun:
                                                          fs.entropy_sum, fs.tallies))
         writer = RowWriter(sinks.sinks, observers)
         try:
-            for fs in engine.run(vol.data, vol.valid, axis, lambda p: apply(p, norm, stats)):
+            for fs in engine.run(vol.data, vol.valid, axis, lambda p: apply(p, norm, stats), vol.arrival):
                 writer.put(fs)
                 self._report(h * w)
             writer.close()
+            if vol.arrival is not None:
+                vol.arrival.finish()  # the whole file read and its gzip trailer checked: now outputs may be written
+                self.timings["decode_s"] += vol.arrival.seconds
         except BaseException:
             writer.close(abort=True)
+            if vol.arrival is not None:
+                vol.arrival.cancel()
             raise
         for k, v in engine.timings.items():
             self.timings[k] += v

@@ -1,0 +1,159 @@
+"""Volumes decoded while they are segmented (``pipeline.volume.stream``).
+
+A streamed volume must end bit for bit equal to the whole-file read, every file that
+cannot stream must say so (None) before any thread starts, and bad data must surface as
+the same one-line InputError, with nothing written.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.settings import RunSettings
+from pipeline.volume import stream
+from pipeline.volume.io import read_volume
+from pipeline.volume.run import segment_volume
+from pipeline.volume.stream import open_streamed
+
+from .conftest import _perm, affine_from
+from .test_run import CPU, THRESHOLD, handle, labels_of, make
+
+SHAPE = (40, 48, 12)
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    return np.random.default_rng(5).integers(-200, 800, size=SHAPE, dtype=np.int16)
+
+
+@pytest.fixture(params=[None, 1], ids=["default-chunks", "one-plane-chunks"])
+def chunk(request, monkeypatch):
+    if request.param:  # a chunk of one file plane: the engine really runs behind the decoder
+        monkeypatch.setattr(stream, "CHUNK_BYTES", 1)
+
+
+def _same(streamed, whole) -> None:
+    streamed.arrival.finish()
+    np.testing.assert_array_equal(streamed.data, whole.data)
+    assert streamed.data.dtype == np.float32
+    assert np.moveaxis(streamed.data, streamed.slice_axis, 0).flags.c_contiguous  # slice-major, as io's
+    for name in ("n_invalid", "zooms", "source_shape", "source_dtype", "scaling", "slice_axis", "series_note",
+                 "orientation"):
+        assert getattr(streamed, name) == getattr(whole, name), name
+    assert streamed.valid is None and whole.valid is None
+    np.testing.assert_array_equal(streamed.affine, whole.affine)
+    assert streamed.header.binaryblock == whole.header.binaryblock
+
+
+@pytest.mark.parametrize("geometry", ["ras", "lps", "psr", "oblique", "sheared"])
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii"])
+def test_streamed_volume_equals_the_whole_file_read(tmp_path, data, geometry, name, chunk):
+    path = make(tmp_path, data, geometry, name=name)
+    vol = open_streamed(path)
+    assert vol is not None, "the file's slowest axis is its through-plane axis, unflipped: it streams"
+    _same(vol, read_volume(path))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "uint16"])
+def test_scaled_and_other_integer_types_stream_exactly(tmp_path, data, dtype, chunk):
+    stored = (data.astype(np.int64) + 200).astype(dtype)
+    path = make(tmp_path, stored, "lps", slope=0.5, inter=-1024.0)
+    vol = open_streamed(path)
+    assert vol is not None and vol.scaling == (0.5, -1024.0)
+    _same(vol, read_volume(path))
+
+
+def test_a_trailing_singleton_dimension_streams_and_is_noted(tmp_path, data):
+    path = make(tmp_path, data[..., None], "ras")
+    vol = open_streamed(path)
+    assert vol is not None and "squeezed" in vol.series_note
+    _same(vol, read_volume(path))
+
+
+def test_files_that_cannot_stream_are_left_to_the_whole_file_reader(tmp_path, data):
+    flipped = make(tmp_path, data, affine_from(_perm([(0, 1), (1, 1), (2, -1)])), name="rai.nii.gz")
+    assert open_streamed(flipped) is None  # slices would arrive last-first
+    assert open_streamed(make(tmp_path, data, "ras", name="in_plane.nii.gz"), slice_axis=0) is None
+    assert open_streamed(make(tmp_path, data.astype(np.float32), "ras", name="f.nii.gz")) is None  # NaN possible
+    series = make(tmp_path, np.stack([data, data], axis=-1), "ras", name="series.nii.gz")
+    assert open_streamed(series) is None  # series policies are the whole-file reader's
+    assert open_streamed(make(tmp_path, data, "ras", name="v.nii.gz"), volume=1) is None
+    huge = make(tmp_path, data.astype(np.int32), "ras", name="huge.nii.gz", slope=1e30)
+    assert open_streamed(huge) is None  # int32 x 1e30 overflows float32: Inf possible
+    not_nifti = tmp_path / "text.nii.gz"
+    not_nifti.write_bytes(gzip.compress(b"hello"))
+    assert open_streamed(not_nifti) is None
+    assert open_streamed(tmp_path / "missing.nii.gz") is None
+
+
+def _truncated(tmp_path, data, keep: float):
+    path = make(tmp_path, data, "ras", name="cut.nii.gz")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    return path
+
+
+def test_truncated_gzip_is_the_same_one_line_error(tmp_path, data, chunk):
+    path = _truncated(tmp_path, data, 0.6)
+    with pytest.raises(InputError) as whole:
+        read_volume(path)
+    vol = open_streamed(path)  # the header reads: the data error comes from the decoder
+    assert vol is not None
+    with pytest.raises(InputError) as streamed:
+        vol.arrival.finish()
+    assert str(streamed.value) == str(whole.value)
+    assert "truncated or corrupt gzip data" in str(streamed.value) and str(path) in str(streamed.value)
+    with pytest.raises(InputError):
+        vol.arrival.wait(SHAPE[2])
+
+
+def test_a_bad_crc_is_caught_after_the_last_slice(tmp_path, data):
+    path = make(tmp_path, data, "ras", name="crc.nii.gz")
+    raw = bytearray(path.read_bytes())
+    raw[-8] ^= 0xFF  # the gzip trailer's CRC-32: every slice decodes, the check fails at the end
+    path.write_bytes(bytes(raw))
+    vol = open_streamed(path)
+    with pytest.raises(InputError, match="truncated or corrupt gzip data"):
+        vol.arrival.finish()
+    assert vol.arrival.ready == SHAPE[2]  # every slice had arrived: only the trailer told
+
+
+def test_data_shorter_than_the_header_says(tmp_path, data):
+    path = make(tmp_path, data, "ras", name="short.nii.gz")
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) - 3 * 40 * 48 * 2]))  # a complete gzip stream, 3 planes short
+    vol = open_streamed(path)
+    with pytest.raises(InputError, match="disagree with the data size"):
+        vol.arrival.finish()
+
+
+def test_segment_volume_streams_and_round_trips(tmp_path, data, chunk):
+    path = make(tmp_path, data, "lps")
+    res = segment_volume(path, handle(3), tmp_path / "out", RunSettings(**CPU))
+    expected = (data > THRESHOLD).astype(np.uint8)
+    np.testing.assert_array_equal(labels_of(res.outputs["labels"]), expected)
+    assert res.record["timings"]["decode_s"] > 0  # the streamed path ran
+
+
+def test_segment_volume_on_bad_data_fails_and_writes_nothing(tmp_path, data, chunk):
+    path = _truncated(tmp_path, data, 0.8)
+    with pytest.raises(InputError, match="truncated or corrupt gzip data"):
+        segment_volume(path, handle(1), tmp_path / "out", RunSettings(**CPU))
+    assert list((tmp_path / "out" / "cut").iterdir()) == []
+
+
+def test_cancel_releases_waiters(tmp_path, data, monkeypatch):
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 1)
+    path = make(tmp_path, data, "ras", name="c.nii.gz")
+    vol = open_streamed(path)
+    vol.arrival.cancel()
+    try:
+        vol.arrival.wait(SHAPE[2])  # either every slice made it before the cancel, or an error: never a hang
+    except RuntimeError as exc:
+        assert "cancelled" in str(exc)
+    else:
+        assert vol.arrival.ready == SHAPE[2]
