@@ -214,12 +214,12 @@ class HostCopies:
     """
 
     def __init__(self, tensors: dict[str, torch.Tensor | None]) -> None:
-        cuda = any(t is not None and t.device.type == "cuda" for t in tensors.values())
+        cuda = next((t.device for t in tensors.values() if t is not None and t.device.type == "cuda"), None)
         self._t = {k: None if t is None else (_queue_copy(t) if cuda else t) for k, t in tensors.items()}
         self._event = None
-        if cuda:
+        if cuda is not None:  # on the stream of the tensors' device (cuda:1 need not be the current device)
             self._event = torch.cuda.Event()
-            self._event.record()
+            self._event.record(torch.cuda.current_stream(cuda))
 
     def wait(self) -> dict[str, np.ndarray | None]:
         if self._event is not None:

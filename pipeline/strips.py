@@ -53,6 +53,7 @@ class StripPool:
     def __init__(self, info: RasterInfo, grid: TileGrid, device: torch.device, n: int = 2) -> None:
         shape = (len(info.bands), grid.read_h, info.width)
         self.cuda = device.type == "cuda"
+        self.device = device
         dtype = np.dtype(info.dtype)
         self.data = [host_empty(shape, dtype, self.cuda) for _ in range(n)]
         self.valid = [host_empty(shape[1:], np.dtype(bool), self.cuda) for _ in range(n)]
@@ -72,7 +73,7 @@ class StripPool:
     def uploaded(self, idx: int) -> None:
         if self.cuda:
             ev = torch.cuda.Event()
-            ev.record()
+            ev.record(torch.cuda.current_stream(self.device))  # the upload's stream, on the model's device
             self._events[idx] = ev
             self._free.put(idx)
 
