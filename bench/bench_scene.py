@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (MODEL_OPTIONS, add_common_args, child_command, make_model,  # noqa: E402
-                          measure_pairs, model_only_seconds, print_rates, resolve_batch, warm_up)
+                          engine_tile, measure_pairs, model_only_seconds, print_rates, resolve_batch,
+                          warm_up)
 
 
 def handle(args):
@@ -62,7 +63,8 @@ def end_to_end(args) -> None:
     from pipeline.scene import segment_scene
 
     h = handle(args)
-    warm_up(h, args.device, args.batch_size, args.bands, args.tile)
+    tile = engine_tile(args.size, args.size, args.tile, args.overlap)
+    warm_up(h, args.device, args.batch_size, args.bands, tile)
     t = time.perf_counter()
     res = segment_scene(args.scene, h, args.out, settings(args), qa=not args.no_qa)
     dt = time.perf_counter() - t
@@ -73,7 +75,8 @@ def end_to_end(args) -> None:
 
 
 def model_only(args, tiles: int) -> float:
-    return model_only_seconds(handle(args), args.device, args.batch_size, args.bands, args.tile, tiles)
+    tile = engine_tile(args.size, args.size, args.tile, args.overlap)  # the engine's, for images under a tile
+    return model_only_seconds(handle(args), args.device, args.batch_size, args.bands, tile, tiles)
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (MODEL_OPTIONS, add_common_args, child_command, make_model,  # noqa: E402
-                          measure_pairs, model_only_seconds, print_rates, resolve_batch, warm_up)
+                          engine_tile, measure_pairs, model_only_seconds, print_rates, resolve_batch,
+                          warm_up)
 
 CLASSES = ("background", "body", "organ", "bone")  # data.synthetic's CT labels
 
@@ -63,7 +64,8 @@ def end_to_end(args) -> None:
     from pipeline.volume.run import segment_volume
 
     h = handle(args, args.context)
-    warm_up(h, args.device, args.batch_size, args.context, args.tile)
+    tile = engine_tile(args.size, args.size, args.tile, args.overlap)
+    warm_up(h, args.device, args.batch_size, args.context, tile)
     t = time.perf_counter()
     res = segment_volume(args.volume, h, args.out, settings(args, args.context))
     dt = time.perf_counter() - t
@@ -75,7 +77,8 @@ def end_to_end(args) -> None:
 
 
 def model_only(args, context: int, tiles: int) -> float:
-    return model_only_seconds(handle(args, context), args.device, args.batch_size, context, args.tile, tiles)
+    tile = engine_tile(args.size, args.size, args.tile, args.overlap)  # the engine's, for planes under a tile
+    return model_only_seconds(handle(args, context), args.device, args.batch_size, context, tile, tiles)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import pipeline  # noqa: F401 - before torch: its CPU allocation settings (pipel
 
 
 # Options both benchmarks take and hand on to their end-to-end child.
-MODEL_OPTIONS = ("encoder", "model", "tile", "overlap", "batch_size", "device")
+MODEL_OPTIONS = ("encoder", "model", "tile", "overlap", "batch_size", "device", "size")
 
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:
@@ -80,7 +80,7 @@ def make_model(kind: str, encoder: str, channels: int, classes: int):
     return build_model(encoder=encoder, in_channels=channels, out_channels=classes).eval()
 
 
-def warm_up(handle, device: str, batch: int, channels: int, tile: int) -> None:
+def warm_up(handle, device: str, batch: int, channels: int, tile: tuple[int, int]) -> None:
     """Run the model once first, as a long-running worker already has.
 
     On a GPU this starts the CUDA context and picks kernels; on the CPU the first call
@@ -92,20 +92,20 @@ def warm_up(handle, device: str, batch: int, channels: int, tile: int) -> None:
     from pipeline.infer import Predictor, resolve_device
 
     dev = resolve_device(device)
-    Predictor(handle.module, handle.spec, dev)(torch.rand(batch, channels, tile, tile, device=dev))
+    Predictor(handle.module, handle.spec, dev)(torch.rand(batch, channels, *tile, device=dev))
     if dev.type == "cuda":
         torch.cuda.synchronize()
 
 
-def model_only_seconds(handle, device: str, batch: int, channels: int, tile: int, tiles: int) -> float:
-    """Seconds the predictor alone needs for ``tiles`` tiles, from tensors already on the device."""
+def model_only_seconds(handle, device: str, batch: int, channels: int, tile: tuple[int, int], tiles: int) -> float:
+    """Seconds the predictor alone needs for ``tiles`` tiles of ``tile`` (h, w), from tensors on the device."""
     import torch
 
     from pipeline.infer import Predictor, resolve_device
 
     dev = resolve_device(device)
     pred = Predictor(handle.module, handle.spec, dev)
-    x = torch.rand(batch, channels, tile, tile, device=dev)
+    x = torch.rand(batch, channels, *tile, device=dev)
     for _ in range(2):
         pred(x)
     if dev.type == "cuda":
@@ -119,6 +119,14 @@ def model_only_seconds(handle, device: str, batch: int, channels: int, tile: int
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t
+
+
+def engine_tile(height: int, width: int, tile: int, overlap: int) -> tuple[int, int]:
+    """The (h, w) the engine feeds the model for an image of this size (smaller images: a smaller tile)."""
+    from pipeline.tiling import TileGrid
+
+    g = TileGrid.build(height, width, tile, overlap)
+    return g.tile_h, g.tile_w
 
 
 def print_rates(unit: str, amount: float, runs: list[tuple[float, float]], peak_rss_mb: float) -> None:
