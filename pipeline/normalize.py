@@ -1,7 +1,9 @@
 """Turn raw band values into model input, exactly as the checkpoint says.
 
-Per-image statistics (``percentile``) come from a decimated read of the whole scene,
-computed once before tiling, so every tile of a scene is normalised identically.
+Per-image statistics (``percentile``) come from a sample of the whole scene
+(``StripReader.sample``: its overviews, or full-resolution windows spread over a file
+without them), computed once before tiling, so every tile of a scene is normalised
+identically.
 """
 
 from __future__ import annotations
