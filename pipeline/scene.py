@@ -105,8 +105,10 @@ def prepare_scene_dir(scene_dir: Path) -> None:
         probe = scene_dir / ".segpipe-write-test"
         probe.write_bytes(b"")
         probe.unlink()
-        for stale in (RECORD_NAME, "qa.json", "qa.html"):  # describe outputs about to be replaced
-            (scene_dir / stale).unlink(missing_ok=True)
+        stale = [scene_dir / n for n in (RECORD_NAME, "qa.json", "qa.html")]  # describe outputs about to be replaced
+        stale += [*scene_dir.glob("qa_t*.json"), *scene_dir.glob("qa_t*.html")]  # a series' per-volume reports
+        for path in stale:
+            path.unlink(missing_ok=True)
         remove_partials(scene_dir)
     except OSError as exc:
         raise OutputError(f"{scene_dir}: output folder is not writable ({exc.strerror or exc})") from exc

@@ -52,12 +52,15 @@ def finalize_scene_qa(qa: SceneQA, *, scene_dir: str | Path, record: Mapping[str
                       outputs: Mapping[str, str | Path], thresholds: QAThresholds | None = None,
                       input_path: str | Path | None = None, checks: tuple[str, ...] | None = None,
                       extra_checks: Mapping[str, ExtraCheck] | None = None,
-                      planes: Mapping[str, Plane] | None = None) -> QAResult:
+                      planes: Mapping[str, Plane] | None = None, stem: str = Path(QA_JSON).stem,
+                      title: str | None = None) -> QAResult:
     """Close ``qa``, check the outputs, draw the pictures, decide and write the report.
 
     Args:
         qa: the accumulator that observed every row band (or slice).
-        scene_dir: the scene's output folder; ``qa.json`` and ``qa.html`` go there.
+        scene_dir: the scene's output folder; ``qa.json`` and ``qa.html`` go there
+            (``<stem>.json`` / ``<stem>.html``: one volume of a series writes ``qa_t3.*``).
+        title: the name the report gives the scene (default: the folder's name).
         record: the record as built so far (input, model, settings, timings, facts, warnings).
         outputs: output name -> path (as ``segment_scene`` produced them).
         thresholds: the job's ``QAThresholds`` (defaults when None).
@@ -75,12 +78,12 @@ def finalize_scene_qa(qa: SceneQA, *, scene_dir: str | Path, record: Mapping[str
     results = run_checks(CheckContext(input_path, scene_dir, outs), checks, extra_checks)
     images = _scene_images(stats, input_path, record, qa.colors) if planes is None else \
         plane_overlays(planes, qa.colors or record.get("model", {}).get("class_colors", []))
-    report = build_report(stats, record, results, scene_dir.name, outs, 0.0)
+    report = build_report(stats, record, results, title or scene_dir.name, outs, 0.0)
     report = report.model_copy(update={"verdict": decide(report, th)})
     perf = report.performance.model_copy(update={"qa_s": stats.observe_s + time.perf_counter() - t0})
     report = report.model_copy(update={"performance": perf})
-    json_path = write_json_atomic(scene_dir / QA_JSON, report.model_dump(mode="json"))
-    html_path = write_text_atomic(scene_dir / QA_HTML, scene_html(report, images))
+    json_path = write_json_atomic(scene_dir / f"{stem}.json", report.model_dump(mode="json"))
+    html_path = write_text_atomic(scene_dir / f"{stem}.html", scene_html(report, images))
     log.info("%s: QA %s (%d reason(s))", scene_dir.name, report.verdict.status, len(report.verdict.reasons))
     return QAResult(report, json_path, html_path)
 

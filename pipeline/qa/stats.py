@@ -330,6 +330,12 @@ class SceneQA:
             self._conf_n[sel] = np.add.reduceat(v.astype(np.int64), self._col_starts, axis=1)
 
     # -- results -------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Wait until every band handed over so far is observed and stop the worker thread
+        (a series keeps one SceneQA per volume until the end: no idle thread each)."""
+        if self._worker is not None:
+            self._worker.close()
+
     def result(self, low_confidence: float = 0.5, hist_bins: int = HIST_BINS) -> QAStats:
         """Close the accumulators and summarise (call once, after the last band)."""
         expected = self.height if self.depth is None else self.depth

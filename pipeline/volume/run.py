@@ -18,7 +18,8 @@ Outputs under ``OUT/<name>/`` (``<name>`` is the file name without ``.nii[.gz]``
     record.json                          written last: the run is complete
 
 A 4D series run with ``series="each"`` writes one such set per volume with a ``_t<i>``
-tag (``<name>_t0_labels.nii.gz`` ...) and one record for the file.
+tag (``<name>_t0_labels.nii.gz`` ...), one QA report per volume (``qa_t<i>.json``/``.html``)
+with the worst of them also as ``qa.json``/``qa.html``, and one record for the file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,9 @@ from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_war
 from ..infer import Predictor, resolve_device
 from ..qa import QAThresholds, SceneQA
 from ..qa.tally import BandTallier
-from ..record import RECORD_NAME, completion_record, file_sha256, peak_rss_mb, write_json_atomic
+from ..qa.scene_report import finalize_scene_qa
+from ..qa.schema import QA_HTML, QA_JSON
+from ..record import RECORD_NAME, completion_record, file_sha256, peak_rss_mb, write_json_atomic, write_text_atomic
 from ..scene import ModelHandle, Progress, ProgressFn, SceneResult, attach_qa, prepare_scene_dir, scene_dir_for
 from ..workers import Background, RowWriter
 from ..settings import RunSettings
@@ -85,8 +89,8 @@ def segment_volume(
             so ``mpix_per_s`` is voxels per second / 1e6.
         observers: see :data:`SliceObserver`.
         qa, qa_thresholds: write ``qa.json``/``qa.html`` (per-label mL, components, confidence,
-            three-plane overlays, NIfTI header check) before the record; for a single volume
-            (a series run with ``each`` records its volumes' facts but gets no QA report).
+            three-plane overlays, NIfTI header check) before the record; a series run with
+            ``each`` writes one per volume and copies the worst to ``qa.json``/``qa.html``.
 
     Raises:
         InputError: unusable file (corrupt, not NIfTI, 2D, NaN-only is *not* one), or a
@@ -107,15 +111,18 @@ def segment_volume(
         prepare_scene_dir(scene_dir)
         hasher = Background(file_sha256, input_path)
         run = _VolumeRun(model, s, scene_dir, progress, observers, _total_slices(first, s.series))
-        run.qa_enabled = qa and s.series != "each"
+        run.qa_enabled = qa
         run.timings["read_s"] = read_s
         run.execute(first, volumes)
         input_sha = hasher.result()
     run.timings["total_s"] = time.perf_counter() - t0
     record = _record(input_path, input_sha, run, model, s, msgs, started)
-    if run.qa is not None:
-        attach_qa(record, run.qa, scene_dir, run.outputs, qa_thresholds,
-                  extra_checks={"nifti_header": run.header_check}, planes=run.planes)
+    if len(run.qa) == 1 and not run.qa[0].tag:
+        one = run.qa[0]
+        attach_qa(record, one.qa, scene_dir, run.outputs, qa_thresholds,
+                  extra_checks={"nifti_header": one.header_check}, planes=one.planes)
+    elif run.qa:
+        _attach_series_qa(record, run.qa, scene_dir, qa_thresholds)
     write_json_atomic(scene_dir / RECORD_NAME, record)
     return SceneResult(input_path, scene_dir, run.outputs, record, msgs)
 
@@ -180,9 +187,7 @@ class _VolumeRun:
         self._t0 = time.perf_counter()
         self._written: list[Path] = []
         self.qa_enabled = False
-        self.qa: SceneQA | None = None
-        self.planes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
-        self.header_check: Callable[[], list[str]] = lambda: []
+        self.qa: list[_VolumeQA] = []  # one per volume segmented
 
     def execute(self, first: Volume, rest: Any) -> None:
         """Segment ``first`` and then each further volume of ``rest``; on failure remove what was written."""
@@ -217,10 +222,10 @@ class _VolumeRun:
         sinks = _Sinks(vol, self.spec, self.s)
         lv = LabelVolumes(vol.zooms, self.spec.class_names)
         observers = [lambda fs: _count(lv, fs), *map(_adapt, self.observers)]
+        qa = None
         if self.qa_enabled:
-            self.qa = SceneQA.for_volume((vol.shape[axis], h, w), float(np.prod(vol.zooms)) / 1000.0,
-                                         self.spec.class_names, self.grid, colors=self.spec.colors(), threaded=True)
-            qa = self.qa
+            qa = SceneQA.for_volume((vol.shape[axis], h, w), float(np.prod(vol.zooms)) / 1000.0,
+                                    self.spec.class_names, self.grid, colors=self.spec.colors(), threaded=True)
             observers.append(lambda fs: qa.observe_slice(fs.index, fs.labels, fs.valid, fs.confidence,
                                                          fs.entropy_sum, fs.tallies))
         writer = RowWriter(sinks.sinks, observers)
@@ -241,13 +246,14 @@ class _VolumeRun:
             self.timings[k] += v
         self.timings["write_s"] += writer.busy_s
         t = time.perf_counter()
-        if self.qa_enabled:
-            self.planes = _centre_planes(vol.data, sinks.labels.result())
+        planes = _centre_planes(vol.data, sinks.labels.result()) if qa is not None else None
         outputs = self._write(sinks, vol, tag)
         self.timings["finalise_s"] += time.perf_counter() - t
-        if self.qa_enabled:
-            labels_path = outputs["labels"]
-            self.header_check = lambda: compare_geometry(nib.load(labels_path).header, vol)
+        if qa is not None:
+            qa.drain()
+            problems = compare_geometry(nib.load(outputs[f"{tag}_labels" if tag else "labels"]).header, vol)
+            self.qa.append(_VolumeQA(tag, vol.volume_index, qa, planes, lambda: problems,
+                                     {k: p for k, p in outputs.items()}))
         self._warn(vol, writer.valid_pixels)
         self.volumes.append(dict(
             index=vol.volume_index, tag=tag, series_note=vol.series_note, n_invalid=vol.n_invalid,
@@ -316,13 +322,54 @@ def _centre_planes(image: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.
     """(grey, labels) slices through the volume's centre in the three canonical (RAS+) planes.
 
     Rows are flipped so that anterior/superior is up, as radiologists expect to see them.
+    Copies: the volumes themselves are not kept alive for the report.
     """
     i, j, k = (n // 2 for n in image.shape)
-    return {
-        "axial": (np.flipud(image[:, :, k].T), np.flipud(labels[:, :, k].T)),
-        "coronal": (np.flipud(image[:, j, :].T), np.flipud(labels[:, j, :].T)),
-        "sagittal": (np.flipud(image[i, :, :].T), np.flipud(labels[i, :, :].T)),
-    }
+    cut = {"axial": np.s_[:, :, k], "coronal": np.s_[:, j, :], "sagittal": np.s_[i, :, :]}
+    return {name: (np.flipud(image[c].T).copy(), np.flipud(labels[c].T).copy()) for name, c in cut.items()}
+
+
+@dataclass
+class _VolumeQA:
+    """What one volume's QA report needs once the record is complete."""
+
+    tag: str  # "" for a single volume, "t<i>" for volume i of a series
+    index: int | None
+    qa: SceneQA
+    planes: dict[str, tuple[np.ndarray, np.ndarray]] | None
+    header_check: Callable[[], list[str]]
+    outputs: dict[str, Path]
+
+
+_SEVERITY = {"pass": 0, "warn": 1, "fail": 2, None: 3}  # None: the report itself failed
+
+
+def _attach_series_qa(record: dict[str, Any], items: list[_VolumeQA], scene_dir: Path,
+                      thresholds: QAThresholds | None) -> None:
+    """One report per volume of a series (``qa_t<i>.json``/``.html``) and, as ``qa.json``/``qa.html``,
+    a copy of the worst one: the run report shows one row per file, and a reviewer should
+    see the volume that needs a look. The record lists every volume's verdict.
+
+    As for single scenes, a bug in QA is recorded, never raised.
+    """
+    t = time.perf_counter()
+    entries = []
+    for it in items:
+        try:
+            res = finalize_scene_qa(it.qa, scene_dir=scene_dir, record=record, outputs=it.outputs,
+                                    thresholds=thresholds, extra_checks={"nifti_header": it.header_check},
+                                    planes=it.planes, stem=f"qa_{it.tag}", title=f"{scene_dir.name} {it.tag}")
+            entries.append({"volume": it.index, **res.record_entry()})
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            log.exception("QA of %s volume %s failed", scene_dir, it.index)
+            entries.append({"volume": it.index, "verdict": None, "error": f"{type(exc).__name__}: {exc}"})
+    worst = max(entries, key=lambda e: _SEVERITY.get(e["verdict"], 3))
+    record["qa"] = {**worst, "volumes": entries}
+    if worst.get("json"):
+        for src, dst in ((worst["json"], QA_JSON), (worst["html"], QA_HTML)):
+            write_text_atomic(scene_dir / dst, (scene_dir / src).read_text(encoding="utf-8"))
+        record["qa"].update(json=QA_JSON, html=QA_HTML, worst=worst["json"])
+    record["timings"]["qa_s"] = time.perf_counter() - t
 
 
 class _Sinks:

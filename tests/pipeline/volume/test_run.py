@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pipeline.errors import CheckpointError, ConfigError, InputError, SegpipeWarning
+from pipeline.qa import QAThresholds
 from pipeline.record import RECORD_NAME
 from pipeline.settings import RunSettings
 from pipeline.spec import ModelSpec, Normalization
@@ -327,3 +328,34 @@ def test_volume_qa_report_with_ml_and_header_check(tmp_path, volume_data):
     assert res.record["qa"]["verdict"] in ("pass", "warn")
     html = (res.scene_dir / "qa.html").read_text()
     assert "axial" in html and "sagittal" in html and "coronal" in html
+
+
+def test_a_series_gets_a_qa_report_per_volume_and_its_worst_as_qa_json(tmp_path, volume_data):
+    # volume 1 is empty of the bright class and volume 0 is mostly bright: their reports differ
+    series = np.stack([volume_data, np.full_like(volume_data, -100)], axis=-1)
+    src = make(tmp_path, series, "lps", name="dyn.nii.gz")
+    thresholds = QAThresholds(no_foreground="fail")  # volume 1 fails, volume 0 does not
+    res = segment_volume(src, handle(1), tmp_path / "out", RunSettings(series="each", **CPU),
+                         qa_thresholds=thresholds)
+    d = res.scene_dir
+    assert {p.name for p in d.glob("qa*")} == {"qa.json", "qa.html", "qa_t0.json", "qa_t0.html",
+                                               "qa_t1.json", "qa_t1.html"}
+    per = {t: json.loads((d / f"qa_t{t}.json").read_text()) for t in (0, 1)}
+    labels = {t: labels_of(res.outputs[f"t{t}_labels"]) for t in (0, 1)}
+    for t in (0, 1):
+        bright = next(c for c in per[t]["classes"] if c["name"] == "bright")
+        assert bright["pixels"] == int(labels[t].sum())  # each report counts its own volume
+        assert per[t]["scene"] == f"dyn t{t}"
+        assert {c["name"]: c["status"] for c in per[t]["checks"]}["nifti_header"] == "pass"
+    assert labels[1].sum() == 0 < labels[0].sum()
+    assert per[1]["verdict"]["status"] == "fail" and per[0]["verdict"]["status"] != "fail"
+    entry = res.record["qa"]
+    assert [v["volume"] for v in entry["volumes"]] == [0, 1]
+    severity = {"pass": 0, "warn": 1, "fail": 2}
+    worst = max(entry["volumes"], key=lambda v: severity[v["verdict"]])
+    assert entry["verdict"] == worst["verdict"] and entry["worst"] == worst["json"]
+    assert (d / "qa.json").read_text() == (d / worst["json"]).read_text()  # the run report's row: the worst
+    # a re-run removes the old per-volume reports with the old record before it starts
+    (d / "qa_t7.json").write_text("{}")
+    segment_volume(src, handle(1), tmp_path / "out", RunSettings(series="each", **CPU), qa_thresholds=thresholds)
+    assert not (d / "qa_t7.json").exists()
