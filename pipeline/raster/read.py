@@ -197,19 +197,8 @@ class StripReader:
     def _read_chunk(self, j: int, row0: int, data: np.ndarray, valid: np.ndarray) -> int:
         x, w = self.chunks[j]
         height = data.shape[1]
-        win = Window(x, row0, w, height)
         out = data[:, :, x : x + w]
-        with self._locks[j]:
-            ds = self._handles[j]
-            try:
-                ds.read(self.info.bands, window=win, out=out)
-                dmask = ds.read_masks(self.info.bands[0], window=win) if self.info.mask_kind == "dataset" else None
-            except RasterioError as exc:
-                raise InputError(
-                    f"{self.info.path}: cannot read rows {row0}-{row0 + height} (corrupt or truncated file?): "
-                    f"{_first_line(exc)}"
-                ) from exc
-        valid[:, x : x + w] = validity(out, self.info, dmask)
+        self._read_window(j, Window(x, row0, w, height), out, valid[:, x : x + w], f"rows {row0}-{row0 + height}")
         if out.dtype.kind == "f":
             bad = ~np.isfinite(out)
             if bad.any():
@@ -249,20 +238,22 @@ class StripReader:
         valid = np.empty(data.shape[1:], bool)
         x0 = np.cumsum([0] + [w.width for w in windows])
         futures = [self._pool.submit(self._read_window, i % len(self._handles), win, data[:, :, x0[i]:x0[i + 1]],
-                                     valid[:, x0[i]:x0[i + 1]]) for i, win in enumerate(windows)]
+                                     valid[:, x0[i]:x0[i + 1]], f"a sample window at row {win.row_off}, column "
+                                     f"{win.col_off}") for i, win in enumerate(windows)]
         for fut in futures:
             fut.result()
         return data, valid
 
-    def _read_window(self, j: int, win: Window, out: np.ndarray, valid: np.ndarray) -> None:
+    def _read_window(self, j: int, win: Window, out: np.ndarray, valid: np.ndarray, what: str) -> None:
+        """Read ``win`` through handle ``j`` into ``out`` (B, h, w) and its validity into ``valid``."""
         with self._locks[j]:
             ds = self._handles[j]
             try:
                 ds.read(self.info.bands, window=win, out=out)
                 dmask = ds.read_masks(self.info.bands[0], window=win) if self.info.mask_kind == "dataset" else None
             except RasterioError as exc:
-                raise InputError(f"{self.info.path}: cannot read a sample window at row {win.row_off}, column "
-                                 f"{win.col_off} (corrupt or truncated file?): {_first_line(exc)}") from exc
+                raise InputError(f"{self.info.path}: cannot read {what} (corrupt or truncated file?): "
+                                 f"{_first_line(exc)}") from exc
         valid[:] = validity(out, self.info, dmask)
 
     def close(self) -> None:
