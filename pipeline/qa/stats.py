@@ -16,6 +16,7 @@ arrays, SceneQA runs it on the host. What stays on the host per band is connecte
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,20 +91,25 @@ class SceneQA:
         thumb_side: longest side of the streamed label/confidence thumbnails.
         threaded: do the work in a thread of its own, so the engine's writer thread only
             hands bands over (a bounded queue of 2 keeps memory flat).
+        component_workers: threads labelling classes at once (default: one per 4 CPU cores,
+            at most one per class; 1 on a small machine, where the model needs the cores).
     """
 
     def __init__(self, class_names: tuple[str, ...] | list[str], height: int, width: int,
                  grid: TileGrid | None = None, area: PixelArea | None = None, *, depth: int | None = None,
                  colors: list[tuple[int, int, int]] | None = None, connectivity: Connectivity = "face",
                  components: bool = True, thumb_side: int = 512, threaded: bool = False,
-                 components_max_mpix: float = COMPONENTS_MAX_MPIX) -> None:
+                 components_max_mpix: float = COMPONENTS_MAX_MPIX, component_workers: int | None = None) -> None:
         self.class_names = list(class_names)
         self.colors = [list(c) for c in colors] if colors else []
         self.k = len(self.class_names)
         self.height, self.width, self.depth = height, width, depth
         self.kind: Literal["scene", "volume"] = "scene" if depth is None else "volume"
         self.area = area or PixelArea("pixel", None, True, "no pixel size given")
-        self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity) if components else None
+        if component_workers is None:
+            component_workers = min(self.k, max(1, (os.cpu_count() or 1) // 4))
+        self.components = StreamingComponents(self.k, 2 if depth is None else 3, connectivity,
+                                              workers=component_workers) if components else None
         pixels = height * width * (depth or 1)
         self.components_step = max(1, math.ceil(math.sqrt(pixels / (components_max_mpix * 1e6))))
         self._slab: list[np.ndarray] = []  # a volume's slices waiting to be labelled together

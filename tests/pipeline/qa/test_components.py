@@ -25,8 +25,8 @@ def _truth(labels, k, conn):
     return out
 
 
-def _stream(labels, k, conn, cuts):
-    sc = StreamingComponents(k, labels.ndim, conn)
+def _stream(labels, k, conn, cuts, workers=1):
+    sc = StreamingComponents(k, labels.ndim, conn, workers=workers)
     bounds = [0, *sorted(set(cuts)), labels.shape[0]]
     for a, b in zip(bounds, bounds[1:]):
         if b > a:
@@ -42,7 +42,8 @@ def test_row_bands_match_whole_mask_label(seed, h, w, k, density, conn, data):
     labels = rng.integers(0, k, (h, w)).astype(np.uint8)
     labels[rng.random((h, w)) > density] = 255  # nodata is never a component
     cuts = data.draw(st.lists(st.integers(1, max(1, h - 1)), max_size=6))
-    assert _stream(labels, k, conn, cuts) == _truth(labels, k, conn)
+    workers = data.draw(st.sampled_from([1, 3]))  # classes labelled in threads: the same counts
+    assert _stream(labels, k, conn, cuts, workers) == _truth(labels, k, conn)
 
 
 @pytest.mark.parametrize("conn", ["face", "full"])
@@ -52,6 +53,7 @@ def test_volume_slices_match_3d_label(seed, conn):
     labels = (rng.random((12, 15, 13)) < 0.35).astype(np.uint8)  # 0/1, many merges across slices
     cuts = list(range(1, 12))  # one slice per band
     assert _stream(labels, 2, conn, cuts) == _truth(labels, 2, conn)
+    assert _stream(labels, 2, conn, cuts, workers=2) == _truth(labels, 2, conn)
 
 
 def test_spiral_merges_late():
