@@ -238,7 +238,15 @@ class _SceneRun:
                 tuple(f"p({n}) x 254" for n in spec.class_names), tags, 1.0 / PROB_SCALE)
         self.label_dtype = torch.uint8 if dtype == "uint8" else torch.int32
         self.nodata = nodata
-        return {name: GeoTiffSink(o, grid, s.compress) for name, o in outs.items()}
+        sinks: dict[str, GeoTiffSink] = {}
+        try:
+            for name, o in outs.items():
+                sinks[name] = GeoTiffSink(o, grid, s.compress)
+        except BaseException:
+            for sink in sinks.values():  # the ones already made: their temporary files and threads
+                sink.abort()
+            raise
+        return sinks
 
     def _tags(self) -> dict[str, str]:
         from . import __version__

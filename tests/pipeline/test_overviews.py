@@ -171,3 +171,34 @@ def test_an_error_in_the_overview_thread_surfaces_and_leaves_nothing(tmp_path, b
         sink.finish()
     sink.abort()  # what the engine does with every sink of a failed run
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sink_that_cannot_be_made_takes_the_others_down_cleanly(make_tif, tmp_path, monkeypatch):
+    """The mask sink is made, the confidence sink fails: no temporary file and no thread is left."""
+    import threading
+
+    from pipeline.errors import OutputError
+    from pipeline.raster import write
+    from pipeline.scene import segment_scene
+    from pipeline.settings import RunSettings
+
+    from .conftest import identity_handle
+
+    real = write._TiledFile.__init__
+    made = []
+
+    def fail_second(self, path, *a, **kw):
+        if made and ".confidence" not in str(path) and "_confidence" in str(path):
+            raise OutputError(f"{path.parent}: cannot create output file (disk full)")
+        made.append(path)
+        real(self, path, *a, **kw)
+
+    monkeypatch.setattr(write._TiledFile, "__init__", fail_second)
+    path = make_tif(np.random.default_rng(0).random((3, 700, 600)).astype(np.float32))
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(OutputError, match="disk full"):
+        segment_scene(path, identity_handle(tile=128, overlap=32), tmp_path / "out",
+                      RunSettings(device="cpu", confidence=True), qa=False)
+    assert list((tmp_path / "out" / "scene").iterdir()) == []
+    assert not any(t.name.startswith("segpipe-overviews") for t in threading.enumerate()
+                   if t.name not in before)
