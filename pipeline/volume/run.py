@@ -107,13 +107,18 @@ def segment_volume(
         t = time.perf_counter()
         first = next(volumes)  # header errors are raised here; data errors here or, streamed, before any write
         read_s = time.perf_counter() - t
-        scene_dir = scene_dir_for(input_path, out_root)
-        prepare_scene_dir(scene_dir)
-        hasher = Background(file_sha256, input_path)
-        run = _VolumeRun(model, s, scene_dir, progress, observers, _total_slices(first, s.series))
-        run.qa_enabled = qa
-        run.timings["read_s"] = read_s
-        run.execute(first, volumes)
+        try:
+            scene_dir = scene_dir_for(input_path, out_root)
+            prepare_scene_dir(scene_dir)
+            hasher = Background(file_sha256, input_path)
+            run = _VolumeRun(model, s, scene_dir, progress, observers, _total_slices(first, s.series))
+            run.qa_enabled = qa
+            run.timings["read_s"] = read_s
+            run.execute(first, volumes)
+        except BaseException:
+            if first.arrival is not None:
+                first.arrival.cancel()  # a streamed volume's decoder need not read on
+            raise
         input_sha = hasher.result()
     run.timings["total_s"] = time.perf_counter() - t0
     record = _record(input_path, input_sha, run, model, s, msgs, started)
