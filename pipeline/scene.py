@@ -36,7 +36,7 @@ from .record import (RECORD_NAME, completion_record, file_sha256, peak_rss_mb, r
 from .settings import RunSettings
 from .spec import ModelSpec
 from .stitch import PROB_NODATA, PROB_SCALE, StreamingStitcher
-from .strips import StripPool, raw_to_device, unsigned_bits, widen
+from .strips import StripPool, unsigned_bits, widen
 from .tiling import Tile, TileGrid, pad_mode
 from .workers import Background, RowObserver, RowWriter
 
@@ -314,9 +314,7 @@ class _SceneRun:
             batches = list(self._batches(row, valid))  # decided on the host before the buffer is reused
             if self.input_observer is not None:
                 self.input_observer(self.grid.row_offsets[row], data, valid)
-            strip = raw_to_device(data, self.device)
-            strip_valid = torch.from_numpy(valid).to(self.device, non_blocking=True)
-            pool.uploaded(idx)  # on a GPU the host buffer is refilled as soon as the copy is done
+            strip, strip_valid = pool.upload(idx)  # on a GPU: a side stream; the buffer is refilled after the copy
             for tiles in batches:
                 t = time.perf_counter()
                 x, vmask = self._to_model_input(strip, strip_valid, tiles, norm)

@@ -45,9 +45,11 @@ class StripPool:
     """Two host buffers for strips (pinned on a GPU run): one being read while one is used.
 
     The reader thread ``acquire``s a free buffer, fills it and hands its index over; the main
-    thread uploads it and calls ``uploaded`` (on a GPU the buffer is free once the copy has
-    finished, tracked by a CUDA event) and ``release`` when it no longer reads it (CPU: the
-    device tensor *is* the buffer).
+    thread ``upload``s it and calls ``release`` when it no longer reads it (CPU: the device
+    tensor *is* the buffer). On a GPU the copy runs on a stream of its own, so it overlaps
+    the model's work on the previous strip instead of queueing behind it; the model's stream
+    waits for the copy, and the buffer is free again as soon as the copy is done (a CUDA
+    event the reader waits on).
     """
 
     def __init__(self, info: RasterInfo, grid: TileGrid, device: torch.device, n: int = 2) -> None:
@@ -58,6 +60,7 @@ class StripPool:
         self.data = [host_empty(shape, dtype, self.cuda) for _ in range(n)]
         self.valid = [host_empty(shape[1:], np.dtype(bool), self.cuda) for _ in range(n)]
         self._events: list[Any] = [None] * n
+        self._copy_stream = torch.cuda.Stream(device) if self.cuda else None
         self._free: queue.Queue[int | None] = queue.Queue()
         for i in range(n):
             self._free.put(i)
@@ -70,12 +73,23 @@ class StripPool:
             self._events[idx].synchronize()
         return idx
 
-    def uploaded(self, idx: int) -> None:
-        if self.cuda:
+    def upload(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Buffer ``idx`` on the model's device: (raw pixels, validity), ready for the current stream."""
+        data, valid = self.data[idx], self.valid[idx]
+        if not self.cuda:
+            return raw_to_device(data, self.device), torch.from_numpy(valid)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            strip = raw_to_device(data, self.device)
+            strip_valid = torch.from_numpy(valid).to(self.device, non_blocking=True)
             ev = torch.cuda.Event()
-            ev.record(torch.cuda.current_stream(self.device))  # the upload's stream, on the model's device
-            self._events[idx] = ev
-            self._free.put(idx)
+            ev.record(self._copy_stream)
+        compute.wait_stream(self._copy_stream)  # kernels queued from now on see the copied strip
+        strip.record_stream(compute)  # made on the copy stream, used on the compute stream: the
+        strip_valid.record_stream(compute)  # allocator must not hand the memory out before that is done
+        self._events[idx] = ev
+        self._free.put(idx)  # the reader may refill the host buffer once ``ev`` has passed
+        return strip, strip_valid
 
     def release(self, idx: int) -> None:
         if not self.cuda:

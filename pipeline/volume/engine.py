@@ -69,9 +69,22 @@ class _Unit:
 class _HostBatch:
     units: list[_Unit]
     first: int  # slice index of planes' first centre slice (where[j] belongs to slice first + j)
-    planes: torch.Tensor  # (u, H', W') float32 normalised + padded, pinned on CUDA runs
+    planes: torch.Tensor  # (u, H', W') float32 normalised + padded; on the GPU already (see ready)
     where: torch.Tensor  # (n, context) int64 indices into planes
     valid: torch.Tensor | None  # (n, H, W) bool of the centre slices, None when all valid
+    ready: torch.cuda.Event | None = None  # GPU: the copies (on the engine's copy stream) are done
+
+    def on_device(self, device: torch.device) -> _HostBatch:
+        """The batch for kernels on the current stream: it waits for the copies, and the
+        allocator learns the tensors are used there (they were made on the copy stream)."""
+        if self.ready is None:
+            return self
+        compute = torch.cuda.current_stream(device)
+        compute.wait_event(self.ready)
+        for t in (self.planes, self.where, self.valid):
+            if t is not None:
+                t.record_stream(compute)
+        return self
 
 
 class SliceEngine:
@@ -180,7 +193,9 @@ class SliceEngine:
     def _host_batches(self, data: np.ndarray, valid: np.ndarray | None, axis: int, normalise: Normaliser,
                       n_slices: int, arrival: SliceArrival | None) -> Iterator[_HostBatch]:
         units = self._units(n_slices)
-        pin = self.device.type == "cuda"
+        # GPU: this (prefetch) thread also uploads each batch, on a stream of its own, so the
+        # copy overlaps the model's work on the previous batch (``_HostBatch.on_device``).
+        copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         while batch := list(islice(units, self.batch_size)):
             slices = np.arange(batch[0].slice, batch[-1].slice + 1)
             if arrival is not None:  # the last centre slice and its context after it
@@ -191,12 +206,11 @@ class SliceEngine:
             planes, where = slab_planes(data, axis, slices, self.context)
             planes = self._pad(normalise(planes))
             vmask = None if valid is None else torch.from_numpy(slab_valid(valid, data.shape, axis, slices))
-            planes_t = torch.from_numpy(planes)
-            if pin:
-                planes_t = planes_t.pin_memory()
-                vmask = None if vmask is None else vmask.pin_memory()
+            hb = _HostBatch(batch, int(slices[0]), torch.from_numpy(planes), torch.from_numpy(where), vmask)
+            if copy_stream is not None:
+                hb = _upload(hb, self.device, copy_stream)
             self.timings["prepare_s"] += time.perf_counter() - t
-            yield _HostBatch(batch, int(slices[0]), planes_t, torch.from_numpy(where), vmask)
+            yield hb
 
     def _pad(self, planes: np.ndarray) -> np.ndarray:
         """Pad (u, H, W) planes up to the network's tile shape where a side is smaller than a tile.
@@ -221,8 +235,8 @@ class SliceEngine:
         self.timings["read_wait_s"] += seconds
     def _model_input(self, hb: _HostBatch) -> torch.Tensor:
         """(N, context, tile_h, tile_w): the 2.5D stack is gathered on the device from distinct planes."""
-        planes = hb.planes.to(self.device, non_blocking=True)
-        x = planes[hb.where.to(self.device, non_blocking=True)]  # (n, context, H', W')
+        hb.on_device(self.device)
+        x = hb.planes.to(self.device)[hb.where.to(self.device)]  # (n, context, H', W'); CPU: no copy
         g = self.grid
         if g.n_tiles == 1 and x.shape[-2:] == (g.tile_h, g.tile_w):
             return x  # one tile per slice, consecutive slices: the slab is the batch
@@ -237,6 +251,16 @@ class SliceEngine:
             return self._all_valid
         w = tile.window
         return valid[j, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width]
+
+
+def _upload(hb: _HostBatch, device: torch.device, stream: torch.cuda.Stream) -> _HostBatch:
+    """Copy a batch to the GPU on ``stream`` (from page-locked memory, not waited for)."""
+    with torch.cuda.stream(stream):
+        moved = [None if t is None else t.pin_memory().to(device, non_blocking=True)
+                 for t in (hb.planes, hb.where, hb.valid)]
+        ready = torch.cuda.Event()
+        ready.record(stream)
+    return _HostBatch(hb.units, hb.first, moved[0], moved[1], moved[2], ready)
 
 
 _TALLY = "tally:"
