@@ -157,3 +157,21 @@ def test_cancel_releases_waiters(tmp_path, data, monkeypatch):
         assert "cancelled" in str(exc)
     else:
         assert vol.arrival.ready == SHAPE[2]
+
+
+def test_big_endian_and_nifti2_files_stream_exactly(tmp_path, data):
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, affine_from(np.eye(3)), header=nib.Nifti1Header(endianness=">"))
+    img.header.set_data_dtype(np.int16)
+    img.header.set_slope_inter(1.0, 0.0)
+    be = tmp_path / "be.nii.gz"
+    nib.save(img, str(be))
+    assert nib.load(str(be)).header.endianness == ">"
+    vol = open_streamed(be)
+    assert vol is not None and vol.source_dtype == "int16"
+    _same(vol, read_volume(be))
+    n2 = make(tmp_path, data, "oblique", name="n2.nii.gz", nifti2=True)
+    vol = open_streamed(n2)
+    assert vol is not None
+    _same(vol, read_volume(n2))
