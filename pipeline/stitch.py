@@ -227,11 +227,13 @@ class HostCopies:
         return {k: None if t is None else t.numpy() for k, t in self._t.items()}
 
 
+# Reducer results travel in the same HostCopies as the band's arrays, under this prefix.
+TALLY_PREFIX = "tally:"
+
+
 class PendingBand:
     """A finished band whose copy to the host is queued (:class:`HostCopies`), maybe not done:
     :meth:`resolve`, called once by the consumer, waits for it and returns the :class:`RowBand`."""
-
-    _TALLY = "tally:"
 
     def __init__(self, row0: int, labels: torch.Tensor, valid: torch.Tensor, confidence: torch.Tensor | None,
                  probabilities: torch.Tensor | None, entropy_sum: torch.Tensor, valid_pixels: torch.Tensor,
@@ -240,12 +242,12 @@ class PendingBand:
         self._copies = HostCopies({
             "labels": labels, "valid": valid, "confidence": confidence, "probabilities": probabilities,
             "entropy_sum": entropy_sum, "valid_pixels": valid_pixels,
-            **{self._TALLY + k: v for k, v in tallies.items()}})
+            **{TALLY_PREFIX + k: v for k, v in tallies.items()}})
 
     def resolve(self) -> RowBand:
         """Wait for the copies (GPU) and return the band on the host."""
         h = self._copies.wait()
-        tallies = {k[len(self._TALLY):]: v for k, v in h.items() if k.startswith(self._TALLY)}
+        tallies = {k[len(TALLY_PREFIX):]: v for k, v in h.items() if k.startswith(TALLY_PREFIX)}
         return RowBand(self.row0, h["labels"], h["valid"], h["confidence"], h["probabilities"],
                        float(h["entropy_sum"]), int(h["valid_pixels"]), tallies)
 

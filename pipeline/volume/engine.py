@@ -20,16 +20,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..infer import Predictor
 from ..prefetch import prefetch
-from ..stitch import BandReducer, HostCopies, RowBand, StreamingStitcher
+from ..stitch import TALLY_PREFIX, BandReducer, HostCopies, RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
 
@@ -179,7 +179,7 @@ class SliceEngine:
         for reducer in self.reducers:
             tallies.update(reducer.planes(labels, valid, conf))  # type: ignore[attr-defined]
         copies = HostCopies({"labels": labels, "valid": valid, "confidence": conf, "probabilities": probs_u8,
-                             "entropy": entropy, "valid_n": valid_n, **{_TALLY + k: v for k, v in tallies.items()}})
+                             "entropy": entropy, "valid_n": valid_n, **{TALLY_PREFIX + k: v for k, v in tallies.items()}})
         return _PendingPlanes([u.slice for u in hb.units], copies)
 
     # -- host side (prefetch thread) -------------------------------------------------------
@@ -263,9 +263,6 @@ def _upload(hb: _HostBatch, device: torch.device, stream: torch.cuda.Stream) -> 
     return _HostBatch(hb.units, hb.first, moved[0], moved[1], moved[2], ready)
 
 
-_TALLY = "tally:"
-
-
 @dataclass
 class _PendingPlanes:
     """A batch of whole-plane slices whose copy to the host is queued (one per batch)."""
@@ -275,7 +272,7 @@ class _PendingPlanes:
 
     def resolve(self) -> list[FinishedSlice]:
         h = self.copies.wait()
-        tallies = {k[len(_TALLY):]: v for k, v in h.items() if k.startswith(_TALLY)}
+        tallies = {k[len(TALLY_PREFIX):]: v for k, v in h.items() if k.startswith(TALLY_PREFIX)}
         conf, probs = h["confidence"], h["probabilities"]
         return [FinishedSlice(s, h["labels"][j], h["valid"][j], None if conf is None else conf[j],
                               None if probs is None else probs[j], float(h["entropy"][j]), int(h["valid_n"][j]),
