@@ -179,7 +179,8 @@ class SliceEngine:
         for reducer in self.reducers:
             tallies.update(reducer.planes(labels, valid, conf))  # type: ignore[attr-defined]
         copies = HostCopies({"labels": labels, "valid": valid, "confidence": conf, "probabilities": probs_u8,
-                             "entropy": entropy, "valid_n": valid_n, **{TALLY_PREFIX + k: v for k, v in tallies.items()}})
+                             "entropy": entropy, "valid_n": valid_n,
+                             **{TALLY_PREFIX + k: v for k, v in tallies.items()}})
         return _PendingPlanes([u.slice for u in hb.units], copies)
 
     # -- host side (prefetch thread) -------------------------------------------------------
