@@ -15,8 +15,9 @@ from .schema import CheckResult, InputFacts, ModelFacts, Performance, QAReport, 
 from .stats import QAStats
 
 # Stage timings from record.json, in pipeline order, with the names the report shows.
-STAGES = (("read_wait_s", "read (waiting)"), ("infer_s", "infer"), ("stitch_s", "stitch"),
-          ("write_s", "write (+ QA observer)"), ("finalise_s", "finalise (COG)"))
+STAGES = (("read_s", "read (before the first slice)"), ("decode_s", "decode (beside the model)"),
+          ("read_wait_s", "read (waiting)"), ("infer_s", "infer"), ("stitch_s", "stitch"),
+          ("write_s", "write (+ QA observer)"), ("finalise_s", "finalise (COG / NIfTI)"))
 
 
 def crs_name(wkt: str | None) -> str | None:
