@@ -18,24 +18,31 @@ from pipeline.raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec, cog_prob
 ND = 255
 
 
-def _brute_mode(window: list[int]) -> int:
+def _brute_mode(window: list[int], nd: int = ND) -> int:
     """Most frequent valid value; ties to the first in reading order; all nodata -> nodata."""
-    valid = [v for v in window if v != ND]
+    valid = [v for v in window if v != nd]
     if not valid:
-        return ND
+        return nd
     counts = Counter(valid)
     top = max(counts.values())
     return next(v for v in valid if counts[v] == top)
 
 
-def _brute_level(a: np.ndarray) -> np.ndarray:
+def _brute_level(a: np.ndarray, nd: int = ND) -> np.ndarray:
     h, w = (a.shape[0] + 1) // 2, (a.shape[1] + 1) // 2
     out = np.empty((h, w), a.dtype)
     for y in range(h):
         for x in range(w):
             out[y, x] = _brute_mode([int(a[yy, xx]) for yy in (2 * y, 2 * y + 1) for xx in (2 * x, 2 * x + 1)
-                                     if yy < a.shape[0] and xx < a.shape[1]])
+                                     if yy < a.shape[0] and xx < a.shape[1]], nd)
     return out
+
+
+def _whole_level(a: np.ndarray, nd: int = ND) -> np.ndarray:
+    """The next level of a whole image by the general rule (itself checked against brute force below)."""
+    if a.shape[0] % 2:
+        a = np.concatenate([a, np.full((1, a.shape[1]), nd, a.dtype)])
+    return mode2x2(a, nd)
 
 
 @settings(max_examples=60, deadline=None)
@@ -131,7 +138,7 @@ def test_cog_carries_the_streamed_mode_overviews(tmp_path, blocky, classes):
         np.testing.assert_array_equal(ds.read(1), blocky)
     expected = blocky
     for level in range(3):
-        expected = _brute_level(expected)
+        expected = _whole_level(expected)
         with rasterio.open(path, overview_level=level) as ov:
             np.testing.assert_array_equal(ov.read(1), expected, err_msg=f"overview {level}")
     # and GDAL's own mode agrees on the first level (same rule; it may differ deeper down)
@@ -202,3 +209,25 @@ def test_a_sink_that_cannot_be_made_takes_the_others_down_cleanly(make_tif, tmp_
     assert list((tmp_path / "out" / "scene").iterdir()) == []
     assert not any(t.name.startswith("segpipe-overviews") for t in threading.enumerate()
                    if t.name not in before)
+
+
+def test_a_uint16_class_map_gets_its_streamed_overviews_too(tmp_path):
+    rng = np.random.default_rng(4)
+    h, w = 1100, 1030  # two overview levels
+    cells = rng.integers(0, 300, (h // 37 + 1, w // 37 + 1)).astype(np.uint16)  # > 255 classes
+    img = cells[np.arange(h) // 37][:, np.arange(w) // 37]
+    img[:, :90] = 65535
+    sink = GeoTiffSink(OutputSpec(tmp_path / "m.tif", 1, "uint16", 65535, classes=300),
+                       Grid(w, h, CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 6000000)))
+    for y in range(0, h, 448):
+        sink.write(y, img[y:y + 448])
+    path = sink.finish()
+    assert cog_problems(path) == []
+    with rasterio.open(path) as ds:
+        assert ds.dtypes[0] == "uint16" and ds.overviews(1) == [2, 4]
+        np.testing.assert_array_equal(ds.read(1), img)
+    expected = img
+    for level in range(2):
+        expected = _whole_level(expected, nd=65535)
+        with rasterio.open(path, overview_level=level) as ov:
+            np.testing.assert_array_equal(ov.read(1), expected, err_msg=f"overview {level}")
