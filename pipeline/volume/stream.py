@@ -27,6 +27,7 @@ import gzip
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +38,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from ..errors import InputError
+from ..prefetch import prefetch
 from .io import (_HEADER_BYTES, Volume, _check_header, _series_plan, _sniff, _spatial_shape, _warn_geometry,
                  one_line, scaling_of)
 from .orient import orientation_of
@@ -185,48 +187,124 @@ def _decode(path: Path, gz: bool, header: nib.Nifti1Header, spatial: tuple[int, 
 def _fill(path: Path, gz: bool, header: nib.Nifti1Header, spatial: tuple[int, int, int],
           ornt: tuple[tuple[int, int], ...], scaling: tuple[float, float], planes: np.ndarray,
           arrival: SliceArrival) -> None:
+    """Convert chunks of file planes into canonical float32 slices as the inflating thread
+    (``_raw_chunks``, one step ahead in a thread of its own) delivers them."""
     nx, ny, nz = spatial
     dtype = header.get_data_dtype()
     plane_bytes = nx * ny * dtype.itemsize
     step = max(1, CHUNK_BYTES // plane_bytes)
-    raw = bytearray(step * plane_bytes)
     scaled = scaling != (1.0, 0.0)
     wide = np.empty((step, *planes.shape[1:]), dtype=np.float64) if scaled else None
     orientation = np.asarray(ornt, dtype=float)
-    with _open(path, gz) as f:
-        f.seek(header.get_data_offset())
-        for z0 in range(0, nz, step):
+    chunks = _raw_chunks(path, gz, header, nz, plane_bytes, step, arrival)
+    for z0, view in prefetch(chunks, maxsize=1, name="segpipe-inflate"):
+        n = len(view) // plane_bytes
+        chunk = np.frombuffer(view, dtype=dtype).reshape((nx, ny, n), order="F")
+        # file axis 2 is the slice axis, unflipped: in-plane axes are permuted/flipped per chunk
+        moved = np.moveaxis(nio.apply_orientation(chunk, orientation), int(ornt[2][0]), 0)
+        if wide is None:
+            planes[z0:z0 + n] = moved
+        else:  # as io._to_float32: float64 scaling, rounded once to float32
+            w = wide[:n]
+            np.multiply(np.ascontiguousarray(moved), scaling[0], out=w)
+            w += scaling[1]
+            planes[z0:z0 + n] = w
+        del chunk, moved
+        arrival._advance(z0 + n)
+
+
+def _raw_chunks(path: Path, gz: bool, header: nib.Nifti1Header, nz: int, plane_bytes: int, step: int,
+                arrival: SliceArrival) -> Iterator[tuple[int, memoryview]]:
+    """(first plane, raw bytes of ``step`` file planes), in order; then the rest of the file is
+    read to its end, where a ``.nii.gz``'s CRC and length are checked.
+
+    Three buffers take turns: one being converted, one waiting, one being filled (the
+    consumer is at most one chunk behind, ``prefetch(maxsize=1)``)."""
+    buffers = [bytearray(step * plane_bytes) for _ in range(3)]
+    offset = header.get_data_offset()
+    with open(path, "rb") as f:
+        src: _Inflated | IO[bytes] = _Inflated(f) if gz else f
+        _skip(src, offset)
+        for i, z0 in enumerate(range(0, nz, step)):
             if arrival._cancelled:
                 return
             n = min(step, nz - z0)
-            view = memoryview(raw)[: n * plane_bytes]
-            got = _read_exactly(f, view)
+            view = memoryview(buffers[i % 3])[: n * plane_bytes]
+            got = _read_exactly(src, view)
             if got < len(view):
                 raise InputError(f"{path}: header dimensions {header.get_data_shape()} disagree with the data "
                                  f"size (it holds {z0 * plane_bytes + got} of {nz * plane_bytes} data bytes); "
                                  "expected a complete file")
-            chunk = np.frombuffer(view, dtype=dtype).reshape((nx, ny, n), order="F")
-            # file axis 2 is the slice axis, unflipped: in-plane axes are permuted/flipped per chunk
-            moved = np.moveaxis(nio.apply_orientation(chunk, orientation), int(ornt[2][0]), 0)
-            if wide is None:
-                planes[z0:z0 + n] = moved
-            else:  # as io._to_float32: float64 scaling, rounded once to float32
-                w = wide[:n]
-                np.multiply(np.ascontiguousarray(moved), scaling[0], out=w)
-                w += scaling[1]
-                planes[z0:z0 + n] = w
-            del chunk, moved
-            arrival._advance(z0 + n)
+            yield z0, view
         if gz:
-            while f.read(1 << 20):  # to the end: gzip verifies CRC and length there
-                pass
+            src.drain()  # type: ignore[union-attr]
 
 
-def _read_exactly(f: IO[bytes], view: memoryview) -> int:
+class _Inflated:
+    """A ``.nii.gz`` inflated straight into the caller's buffers (zlib in C checks CRC and length).
+
+    ``gzip.GzipFile`` does the same with a Python-level loop, a copy and a separate CRC
+    pass per 128 KiB; this takes ~0.1-0.2 s off a 512 x 512 x 400 int16 volume. Several
+    gzip members one after another (``cat a.gz b.gz``) are one stream, as for gzip.
+    """
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._d = zlib.decompressobj(wbits=31)
+        self._out = b""  # inflated bytes not handed out yet
+        self._pos = 0
+        self._input_done = False
+
+    def readinto(self, view: memoryview) -> int:
+        while len(self._out) - self._pos == 0:
+            if not self._more(len(view)):
+                return 0
+        n = min(len(view), len(self._out) - self._pos)
+        view[:n] = self._out[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def drain(self) -> None:
+        """Inflate (and discard) the rest, to the trailer of the last member."""
+        while self._more(1 << 22):
+            self._out, self._pos = b"", 0
+
+    def _more(self, want: int) -> bool:
+        """Inflate up to ``want`` more bytes; False at the end of the stream."""
+        d = self._d
+        if d.eof:  # between members; zero bytes padding the end are allowed, as gzip allows them
+            rest = d.unused_data.lstrip(b"\0")
+            while not rest:
+                more = self._f.read(1 << 20)
+                if not more:
+                    return False
+                rest = more.lstrip(b"\0")
+            self._d = d = zlib.decompressobj(wbits=31)  # the next member
+        else:
+            rest = d.unconsumed_tail
+            if not rest:
+                rest = self._f.read(1 << 20)
+                if not rest:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        self._out, self._pos = d.decompress(rest, max(want, 1 << 16)), 0
+        return True
+
+
+def _skip(src: _Inflated | IO[bytes], n: int) -> None:
+    """Skip the header and extensions (``vox_offset`` bytes) of a stream that cannot seek cheaply."""
+    buf = memoryview(bytearray(min(n, 1 << 20)) if n else bytearray(1))
+    while n > 0:
+        got = src.readinto(buf[: min(n, len(buf))])  # type: ignore[union-attr]
+        if not got:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        n -= got
+
+
+def _read_exactly(f: _Inflated | IO[bytes], view: memoryview) -> int:
     """Fill ``view`` from ``f`` (readinto may return short counts); the number of bytes read."""
     got = 0
     while got < len(view):
-        n = f.readinto(view[got:])  # type: ignore[attr-defined]
+        n = f.readinto(view[got:])  # type: ignore[union-attr]
         if not n:
             break
         got += n
