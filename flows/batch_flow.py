@@ -31,7 +31,7 @@ from .config import JobConfig
 from .env import attach_engine_logs
 from .inputs import ScenePlan, plan_batch
 from .report import artifact_key, publish_run_report
-from .scenes import SceneOutcome, one_line, output_paths
+from .scenes import SceneOutcome, one_line, output_paths, read_ahead_next
 from .tasks import segment_scene_task
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,9 @@ def _run_id(started: datetime) -> str:
 
 def _run_here(plans: list[ScenePlan], job: JobConfig, progress: _Progress, started: datetime) -> list[SceneOutcome]:
     outcomes = []
-    for p in plans:
+    for i, p in enumerate(plans):
+        if i + 1 < len(plans):  # a GPU run decodes the next volume while this one is segmented
+            read_ahead_next(plans[i + 1].input, plans[i + 1].options)
         state = segment_scene_task(name=p.name, input=str(p.input), model=job.model, out=job.out,
                                    options=p.options.model_dump(), qa=job.qa.model_dump(mode="json"),
                                    return_state=True)

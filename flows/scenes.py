@@ -141,6 +141,29 @@ def process_scene(input_path: str | Path, model_path: str | Path, out_root: str 
                         outputs=output_paths(result.scene_dir, result.record))
 
 
+def read_ahead_next(input_path: str | Path, options: Any) -> bool:
+    """Start decoding the batch's next input while this one runs, where it pays: a NIfTI
+    volume (``pipeline.volume.stream.read_ahead``) on a GPU, whose model outruns inflating
+    a ``.nii.gz`` on one core. On the CPU the model is the bottleneck and the decoder would
+    only take cores from it. ``options``: the input's ``RunOptions``. True when a read-ahead
+    started; never raises (bad settings or files are the run's to report)."""
+    from pipeline.dispatch import is_volume
+    from pipeline.infer import resolve_device
+
+    if not is_volume(input_path):
+        return False
+    try:
+        settings = options.to_settings()
+        if settings.series == "each" or resolve_device(settings.device).type != "cuda":
+            return False
+        from pipeline.volume.stream import read_ahead
+
+        return read_ahead(input_path, slice_axis=settings.slice_axis)
+    except Exception:  # noqa: BLE001 - see docstring
+        log.debug("no read-ahead for %s", input_path, exc_info=True)
+        return False
+
+
 def output_paths(scene_dir: Path, record: dict[str, Any]) -> dict[str, str]:
     outs = {k: str(scene_dir / v) for k, v in record.get("outputs", {}).items()}
     outs["record"] = str(scene_dir / RECORD_NAME)

@@ -54,7 +54,7 @@ from .io import Volume, iter_volumes
 from .normalize import apply, needs_whole_volume, volume_stats
 from .slicing import CONF_NODATA, SliceAssembler, plane_shape
 from .stats import LabelVolumes
-from .stream import open_streamed
+from .stream import open_streamed, take_read_ahead
 from .write import compare_geometry, write_label_volume
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ def _open_volumes(path: Path, s: RunSettings) -> Iterator[Volume]:
     (``stream.open_streamed``: one 3D integer volume stored slice by slice), else read whole."""
     args = _series_args(s.series)
     if s.series != "each":
-        vol = open_streamed(path, slice_axis=s.slice_axis, volume=args.get("volume"))
+        vol = take_read_ahead(path, s.slice_axis) if args.get("volume") in (None, 0) else None
+        vol = vol or open_streamed(path, slice_axis=s.slice_axis, volume=args.get("volume"))
         if vol is not None:
             return iter([vol])
     return iter_volumes(path, slice_axis=s.slice_axis, **args)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ from nibabel import orientations as nio
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
-from ..errors import InputError
+from ..errors import InputError, SegpipeError
 from ..prefetch import prefetch
 from .io import (_HEADER_BYTES, Volume, _check_header, _series_plan, _sniff, _spatial_shape, _warn_geometry,
                  one_line, scaling_of)
@@ -309,3 +310,60 @@ def _read_exactly(f: _Inflated | IO[bytes], view: memoryview) -> int:
             break
         got += n
     return got
+
+
+# -- reading the next volume of a batch ahead ------------------------------------------------
+# A batch on a GPU is bounded by decoding, one volume after another (inflate is one core's
+# work). The batch flow calls read_ahead() for the next input before it runs this one, so its
+# decode overlaps this volume's model; segment_volume() takes it. One slot per process.
+
+_AHEAD_LOCK = threading.Lock()
+_AHEAD: tuple[tuple[str, int, int], int | None, Volume, list[warnings.WarningMessage]] | None = None
+
+
+def read_ahead(path: str | Path, *, slice_axis: int | None = None) -> bool:
+    """Start decoding ``path`` now, for this process's next ``segment_volume`` of it.
+
+    Replaces (and stops) a read-ahead nobody took. Nothing happens, False, for a file that
+    cannot stream or cannot be read: the run itself reports that, in its own words. Warnings
+    about the file are kept and given again when the volume is taken.
+    """
+    global _AHEAD
+    key = _stat_key(Path(path))
+    if key is None:
+        return False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vol = open_streamed(path, slice_axis=slice_axis)
+    except SegpipeError:
+        return False
+    if vol is None:
+        return False
+    with _AHEAD_LOCK:
+        old, _AHEAD = _AHEAD, (key, slice_axis, vol, list(caught))
+    if old is not None and old[2].arrival is not None:
+        old[2].arrival.cancel()
+    return True
+
+
+def take_read_ahead(path: str | Path, slice_axis: int | None) -> Volume | None:
+    """The volume ``read_ahead`` started for ``path`` (same file, unchanged; same slice axis), or None."""
+    global _AHEAD
+    key = _stat_key(Path(path))
+    with _AHEAD_LOCK:
+        entry = _AHEAD
+        if entry is None or key is None or entry[0] != key or entry[1] != slice_axis:
+            return None
+        _AHEAD = None
+    for w in entry[3]:  # in the run's own warning capture now
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return entry[2]
+
+
+def _stat_key(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), st.st_size, st.st_mtime_ns

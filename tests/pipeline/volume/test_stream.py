@@ -12,7 +12,7 @@ import gzip
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, SegpipeWarning
 from pipeline.settings import RunSettings
 from pipeline.volume import stream
 from pipeline.volume.io import read_volume
@@ -28,6 +28,12 @@ SHAPE = (40, 48, 12)
 @pytest.fixture(scope="module")
 def data() -> np.ndarray:
     return np.random.default_rng(5).integers(-200, 800, size=SHAPE, dtype=np.int16)
+
+
+@pytest.fixture(autouse=True)
+def empty_read_ahead_slot():
+    yield
+    stream._AHEAD = None  # a test's read-ahead is no other test's
 
 
 @pytest.fixture(params=[None, 1], ids=["default-chunks", "one-plane-chunks"])
@@ -187,3 +193,52 @@ def test_big_endian_and_nifti2_files_stream_exactly(tmp_path, data):
     vol = open_streamed(n2)
     assert vol is not None
     _same(vol, read_volume(n2))
+
+
+# -- read-ahead of a batch's next volume ------------------------------------------------------
+
+
+def test_segment_volume_takes_the_volume_read_ahead_for_it(tmp_path, data, monkeypatch):
+    path = make(tmp_path, data, "lps")
+    assert stream.read_ahead(path)
+    opened = []
+    monkeypatch.setattr("pipeline.volume.run.open_streamed", lambda *a, **k: opened.append(a) or None)
+    res = segment_volume(path, handle(1), tmp_path / "out", RunSettings(**CPU))
+    assert opened == []  # the read-ahead was used, the file not opened again
+    np.testing.assert_array_equal(labels_of(res.outputs["labels"]), (data > THRESHOLD).astype(np.uint8))
+    assert stream.take_read_ahead(path, None) is None  # taken once
+
+
+def test_a_read_ahead_is_not_used_for_a_changed_file_or_another_slice_axis(tmp_path, data):
+    path = make(tmp_path, data, "ras")
+    assert stream.read_ahead(path)
+    assert stream.take_read_ahead(path, 1) is None  # another slice axis: not this volume
+    assert stream.read_ahead(path)
+    stream._AHEAD[2].arrival.finish()
+    make(tmp_path, data[::-1].copy(), "ras")  # rewritten in place: a new mtime
+    import os
+
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert stream.take_read_ahead(path, None) is None  # decoded from the old file: not used
+
+
+def test_a_new_read_ahead_stops_the_unused_one(tmp_path, data, monkeypatch):
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 1)
+    assert stream.read_ahead(make(tmp_path, data, "ras", name="a.nii.gz"))
+    first = stream._AHEAD[2]
+    assert stream.read_ahead(make(tmp_path, data, "ras", name="b.nii.gz"))
+    try:
+        first.arrival.wait(SHAPE[2])
+    except RuntimeError as exc:
+        assert "cancelled" in str(exc)  # stopped; had it finished first, there is nothing to stop
+    assert not stream.read_ahead(make(tmp_path, data.astype(np.float32), "ras", name="f.nii.gz"))  # cannot stream
+    assert stream._AHEAD[2] is not first  # b's read-ahead stays in the slot
+
+
+def test_warnings_of_a_read_ahead_reach_the_record(tmp_path, data):
+    path = make(tmp_path, data, "ras", qform_code=0, sform_code=0)  # "orientation is unknown"
+    assert stream.read_ahead(path)
+    with pytest.warns(SegpipeWarning, match="orientation is unknown"):  # given again, once, by the run
+        res = segment_volume(path, handle(1), tmp_path / "out", RunSettings(**CPU))
+    assert [w for w in res.record["warnings"] if "orientation is unknown" in w] != []
