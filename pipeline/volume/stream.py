@@ -59,7 +59,6 @@ class SliceArrival:
         self._error: BaseException | None = None
         self._cancelled = False
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
         self.seconds = 0.0  # the decoder thread's own time
 
     def wait(self, count: int) -> None:
@@ -145,10 +144,8 @@ def open_streamed(path: str | Path, *, slice_axis: int | None = None, volume: in
         header=header.copy(), affine=np.array(header.get_best_affine(), dtype=float), source_shape=shape,
         source_dtype=str(dtype.newbyteorder("=")), scaling=scaling, slice_axis=axis, path=path, series_note=note,
         arrival=arrival)
-    th = threading.Thread(target=_decode, args=(path, gz, header, spatial, orientation.ornt, scaling, planes, arrival),
-                          name="segpipe-decode", daemon=True)
-    arrival._thread = th
-    th.start()
+    threading.Thread(target=_decode, args=(path, gz, header, spatial, orientation.ornt, scaling, planes, arrival),
+                     name="segpipe-decode", daemon=True).start()
     return vol
 
 
