@@ -17,6 +17,7 @@ Everything here is compute on arrays; nothing opens a file.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ import torch
 
 from ..infer import Predictor
 from ..prefetch import prefetch
-from ..stitch import TALLY_PREFIX, BandReducer, HostCopies, RowBand, StreamingStitcher
+from ..stitch import TALLY_PREFIX, BandReducer, HostCopies, PendingBand, RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
 
@@ -129,36 +130,35 @@ class SliceEngine:
         """
         n_slices = data.shape[axis]
         host = self._prefetch(self._host_batches(data, valid, axis, normalise, n_slices, arrival))
-        bands: list[RowBand] = []
-        queued: _PendingPlanes | None = None  # a batch of whole planes on its way to the host
+        bands: list[PendingBand] = []  # rows of the slice being stitched, on their way to the host
+        # Each batch's finished slices are taken to the host only after the next batch is queued
+        # on the device, so a GPU never idles while the host waits for them.
+        queued: Callable[[], list[FinishedSlice]] | None = None
         for hb in host:
             t = time.perf_counter()
             probs = self.predictor(self._model_input(hb))
             t2 = time.perf_counter()
             if self.whole_planes:
-                # The next batch is queued on the device before this one is waited for, so a
-                # GPU never idles while the host takes the finished slices.
-                previous, queued = queued, self._finish_planes(hb, probs)
-                self.timings["infer_s"] += t2 - t
-                self.timings["stitch_s"] += time.perf_counter() - t2
-                if previous is not None:
-                    yield from previous.resolve()
-                continue
-            valid_dev = None if hb.valid is None else hb.valid.to(self.device, non_blocking=True)
-            done = []
-            for i, u in enumerate(hb.units):
-                self.stitcher.add(u.tile, probs[i], self._valid_tile(valid_dev, u.slice - hb.first, u.tile))
-                if u.ends_row:
-                    bands.append(self.stitcher.finish_row())
-                if u.ends_slice:
-                    done.append(_join(u.slice, bands))
-                    bands = []
-                    self.stitcher.reset()
+                finished = self._finish_planes(hb, probs).resolve
+            else:
+                valid_dev = None if hb.valid is None else hb.valid.to(self.device, non_blocking=True)
+                done: list[tuple[int, list[PendingBand]]] = []
+                for i, u in enumerate(hb.units):
+                    self.stitcher.add(u.tile, probs[i], self._valid_tile(valid_dev, u.slice - hb.first, u.tile))
+                    if u.ends_row:
+                        bands.append(self.stitcher.finish_row_deferred())
+                    if u.ends_slice:
+                        done.append((u.slice, bands))
+                        bands = []
+                        self.stitcher.reset()
+                finished = functools.partial(_join_pending, done)
+            previous, queued = queued, finished
             self.timings["infer_s"] += t2 - t
             self.timings["stitch_s"] += time.perf_counter() - t2
-            yield from done
+            if previous is not None:
+                yield from previous()
         if queued is not None:
-            yield from queued.resolve()
+            yield from queued()
 
     def _finish_planes(self, hb: _HostBatch, probs: torch.Tensor) -> _PendingPlanes:
         """Slices that are one tile each: argmax, quantise, entropy and tallies for the batch at once.
@@ -279,6 +279,10 @@ class _PendingPlanes:
                               None if probs is None else probs[j], float(h["entropy"][j]), int(h["valid_n"][j]),
                               {k: v[j] for k, v in tallies.items()})
                 for j, s in enumerate(self.slices)]
+
+
+def _join_pending(slices: list[tuple[int, list[PendingBand]]]) -> list[FinishedSlice]:
+    return [_join(index, [b.resolve() for b in bands]) for index, bands in slices]
 
 
 def _join(index: int, bands: list[RowBand]) -> FinishedSlice:
