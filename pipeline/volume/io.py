@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import nibabel as nib
 import numpy as np
@@ -187,7 +187,7 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, nib.Nifti1Header, np.ndarray]:
         raise InputError(f"{path}: expected a NIfTI file ending in .nii or .nii.gz")
     header = None
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        with open_nifti(path, gz) as f:
             klass = _sniff(path, f.read(_HEADER_BYTES))
             f.seek(0)
             header = klass.header_class.from_fileobj(f)
@@ -200,9 +200,8 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, nib.Nifti1Header, np.ndarray]:
                 pass
     except InputError:
         raise
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InputError(f"{path}: truncated or corrupt gzip data ({one_line(exc)}); "
-                         "expected a complete .nii.gz (re-export or copy it again)") from exc
+    except GZIP_ERRORS as exc:
+        raise gzip_error(path, exc) from exc
     except (ImageFileError, HeaderDataError) as exc:
         raise InputError(f"{path}: unreadable NIfTI header ({one_line(exc)}); expected a valid "
                          ".nii or .nii.gz volume") from exc
@@ -211,6 +210,21 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, nib.Nifti1Header, np.ndarray]:
         raise InputError(f"{path}: header dimensions {shape} disagree with the data size "
                          f"({one_line(exc)}); expected a complete file") from exc
     return img, header, raw
+
+
+# What a damaged .nii.gz raises while it is inflated (the whole-file reader and ``stream``).
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def open_nifti(path: Path, gz: bool) -> IO[bytes]:
+    """The file's bytes, inflated for a ``.nii.gz``."""
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def gzip_error(path: Path, exc: BaseException) -> InputError:
+    """The one line for a truncated or corrupt ``.nii.gz``."""
+    return InputError(f"{path}: truncated or corrupt gzip data ({one_line(exc)}); "
+                      "expected a complete .nii.gz (re-export or copy it again)")
 
 
 _HEADER_BYTES = 348  # a NIfTI-1 header; NIfTI-2 is told by its first 8 bytes

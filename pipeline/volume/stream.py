@@ -23,7 +23,6 @@ gzip trailer (CRC and length), so a bad file still leaves no output behind.
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 import warnings
@@ -40,8 +39,8 @@ from nibabel.spatialimages import HeaderDataError
 
 from ..errors import InputError, SegpipeError
 from ..prefetch import prefetch
-from .io import (_HEADER_BYTES, Volume, _check_header, _series_plan, _sniff, _spatial_shape, _warn_geometry,
-                 one_line, scaling_of)
+from .io import (_HEADER_BYTES, GZIP_ERRORS, Volume, _check_header, _series_plan, _sniff, _spatial_shape,
+                 _warn_geometry, gzip_error, one_line, open_nifti, scaling_of)
 from .orient import orientation_of
 from .slicing import default_slice_axis
 
@@ -114,7 +113,7 @@ def open_streamed(path: str | Path, *, slice_axis: int | None = None, volume: in
         return None
     gz = name.endswith(".nii.gz")
     try:
-        with _open(path, gz) as f:
+        with open_nifti(path, gz) as f:
             klass = _sniff(path, f.read(_HEADER_BYTES))
             f.seek(0)
             header = klass.header_class.from_fileobj(f)
@@ -149,10 +148,6 @@ def open_streamed(path: str | Path, *, slice_axis: int | None = None, volume: in
     return vol
 
 
-def _open(path: Path, gz: bool) -> IO[bytes]:
-    return gzip.open(path, "rb") if gz else open(path, "rb")
-
-
 def _fits_float32(dtype: np.dtype, scaling: tuple[float, float]) -> bool:
     """Whether ``value * slope + inter`` stays finite in float32 for every value of ``dtype``."""
     info = np.iinfo(dtype)
@@ -170,9 +165,8 @@ def _decode(path: Path, gz: bool, header: nib.Nifti1Header, spatial: tuple[int, 
         _fill(path, gz, header, spatial, ornt, scaling, planes, arrival)
     except InputError as exc:
         error = exc
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        error = InputError(f"{path}: truncated or corrupt gzip data ({one_line(exc)}); "
-                           "expected a complete .nii.gz (re-export or copy it again)")
+    except GZIP_ERRORS as exc:
+        error = gzip_error(path, exc)
     except BaseException as exc:  # noqa: BLE001 - handed to the engine's threads
         error = InputError(f"{path}: unreadable volume data ({one_line(exc)}); expected a complete "
                            ".nii or .nii.gz volume")
@@ -289,13 +283,9 @@ class _Inflated:
 
 
 def _skip(src: _Inflated | IO[bytes], n: int) -> None:
-    """Skip the header and extensions (``vox_offset`` bytes) of a stream that cannot seek cheaply."""
-    buf = memoryview(bytearray(min(n, 1 << 20)) if n else bytearray(1))
-    while n > 0:
-        got = src.readinto(buf[: min(n, len(buf))])  # type: ignore[union-attr]
-        if not got:
-            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-        n -= got
+    """Skip the header and extensions (``vox_offset`` bytes: a few hundred) of the stream."""
+    if _read_exactly(src, memoryview(bytearray(n))) < n:
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
 
 
 def _read_exactly(f: _Inflated | IO[bytes], view: memoryview) -> int:
