@@ -180,14 +180,19 @@ def attach_qa(record: dict[str, Any], scene_qa: SceneQA, scene_dir: Path, output
     A bug in QA must never lose a night's segmentation: its failure is recorded, not raised.
     """
     t = time.perf_counter()
-    try:
-        result = finalize_scene_qa(scene_qa, scene_dir=scene_dir, record=record, outputs=outputs,
-                                   thresholds=thresholds, **finalize_kw)
-        record["qa"] = result.record_entry()
-    except Exception as exc:  # noqa: BLE001 - see docstring
-        log.exception("QA of %s failed", scene_dir)
-        record["qa"] = {"verdict": None, "error": f"{type(exc).__name__}: {exc}"}
+    record["qa"] = qa_entry(record, scene_qa, scene_dir, outputs, thresholds, **finalize_kw)
     record["timings"]["qa_s"] = time.perf_counter() - t
+
+
+def qa_entry(record: dict[str, Any], scene_qa: SceneQA, scene_dir: Path, outputs: dict[str, Path],
+             thresholds: QAThresholds | None, **finalize_kw: Any) -> dict[str, Any]:
+    """Write one QA report; what the record keeps of it: the verdict, or the error if QA failed."""
+    try:
+        return finalize_scene_qa(scene_qa, scene_dir=scene_dir, record=record, outputs=outputs,
+                                 thresholds=thresholds, **finalize_kw).record_entry()
+    except Exception as exc:  # noqa: BLE001 - a bug in QA never loses the segmentation
+        log.exception("QA of %s failed", scene_dir)
+        return {"verdict": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:

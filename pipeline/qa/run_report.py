@@ -28,13 +28,12 @@ from .html import run_html
 from .read import read_json
 from .schema import (QA_HTML, QA_JSON, RUN_REPORT_HTML, RUN_SUMMARY_JSON, SCHEMA_VERSION, QAReport, QAThresholds,
                      RunRow, RunSummary, RunTotals)
-from .verdict import decide
+from .verdict import VERDICT_RANK, decide
 
 log = logging.getLogger(__name__)
 
 ERROR_JSON = "error.json"
 HISTORY = Path(".segpipe") / "history.jsonl"
-_RANK = {"pass": 0, "warn": 1, "fail": 2}
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ def summarize(rows: list[RunRow], *, run_id: str, job: str, earlier: Sequence[Hi
     for r in rows:
         flags = drift_flags(r.class_fractions, base) if r.status == "complete" else []
         verdict = r.verdict
-        if flags and verdict is not None and _RANK.get(thresholds.drift, 0) > _RANK[verdict]:
+        if flags and verdict is not None and VERDICT_RANK.get(thresholds.drift, 0) > VERDICT_RANK[verdict]:
             verdict = thresholds.drift
         out.append(r.model_copy(update={"drift": flags, "verdict": verdict}))
     totals = RunTotals(

@@ -14,6 +14,8 @@ from .schema import QAReport, QAThresholds, Reason, Verdict
 
 Rule = Callable[[QAReport, QAThresholds], list[Reason]]
 _RANK = {"info": 0, "warn": 1, "fail": 2}
+# Verdicts from best to worst (a run report's row, a series' worst volume).
+VERDICT_RANK = {"pass": 0, "warn": 1, "fail": 2}
 
 
 def _pct(x: float) -> str:

@@ -41,10 +41,11 @@ from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_war
 from ..infer import Predictor, resolve_device
 from ..qa import QAThresholds, SceneQA
 from ..qa.tally import BandTallier
-from ..qa.scene_report import finalize_scene_qa
 from ..qa.schema import QA_HTML, QA_JSON
+from ..qa.verdict import VERDICT_RANK
 from ..record import RECORD_NAME, completion_record, file_sha256, peak_rss_mb, write_json_atomic, write_text_atomic
-from ..scene import ModelHandle, Progress, ProgressFn, SceneResult, attach_qa, prepare_scene_dir, scene_dir_for
+from ..scene import (ModelHandle, Progress, ProgressFn, SceneResult, attach_qa, prepare_scene_dir, qa_entry,
+                     scene_dir_for)
 from ..workers import Background, RowWriter
 from ..settings import RunSettings
 from ..spec import ModelSpec
@@ -258,8 +259,7 @@ class _VolumeRun:
         if qa is not None:
             qa.drain()
             problems = compare_geometry(nib.load(outputs[f"{tag}_labels" if tag else "labels"]).header, vol)
-            self.qa.append(_VolumeQA(tag, vol.volume_index, qa, planes, lambda: problems,
-                                     {k: p for k, p in outputs.items()}))
+            self.qa.append(_VolumeQA(tag, vol.volume_index, qa, planes, lambda: problems, dict(outputs)))
         self._warn(vol, writer.valid_pixels)
         self.volumes.append(dict(
             index=vol.volume_index, tag=tag, series_note=vol.series_note, n_invalid=vol.n_invalid,
@@ -347,29 +347,20 @@ class _VolumeQA:
     outputs: dict[str, Path]
 
 
-_SEVERITY = {"pass": 0, "warn": 1, "fail": 2, None: 3}  # None: the report itself failed
-
-
 def _attach_series_qa(record: dict[str, Any], items: list[_VolumeQA], scene_dir: Path,
                       thresholds: QAThresholds | None) -> None:
     """One report per volume of a series (``qa_t<i>.json``/``.html``) and, as ``qa.json``/``qa.html``,
     a copy of the worst one: the run report shows one row per file, and a reviewer should
     see the volume that needs a look. The record lists every volume's verdict.
 
-    As for single scenes, a bug in QA is recorded, never raised.
+    As for single scenes (``qa_entry``), a bug in QA is recorded, never raised.
     """
     t = time.perf_counter()
-    entries = []
-    for it in items:
-        try:
-            res = finalize_scene_qa(it.qa, scene_dir=scene_dir, record=record, outputs=it.outputs,
-                                    thresholds=thresholds, extra_checks={"nifti_header": it.header_check},
-                                    planes=it.planes, stem=f"qa_{it.tag}", title=f"{scene_dir.name} {it.tag}")
-            entries.append({"volume": it.index, **res.record_entry()})
-        except Exception as exc:  # noqa: BLE001 - see docstring
-            log.exception("QA of %s volume %s failed", scene_dir, it.index)
-            entries.append({"volume": it.index, "verdict": None, "error": f"{type(exc).__name__}: {exc}"})
-    worst = max(entries, key=lambda e: _SEVERITY.get(e["verdict"], 3))
+    entries = [{"volume": it.index, **qa_entry(record, it.qa, scene_dir, it.outputs, thresholds,
+                                               extra_checks={"nifti_header": it.header_check}, planes=it.planes,
+                                               stem=f"qa_{it.tag}", title=f"{scene_dir.name} {it.tag}")}
+               for it in items]
+    worst = max(entries, key=lambda e: VERDICT_RANK.get(e["verdict"], len(VERDICT_RANK)))  # None: QA failed
     record["qa"] = {**worst, "volumes": entries}
     if worst.get("json"):
         for src, dst in ((worst["json"], QA_JSON), (worst["html"], QA_HTML)):
