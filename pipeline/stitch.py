@@ -213,22 +213,23 @@ class HostCopies:
     block out again before the copies that used it are done. On the CPU nothing moves.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor | None]) -> None:
-        cuda = next((t.device for t in tensors.values() if t is not None and t.device.type == "cuda"), None)
-        self._t = {k: None if t is None else (_queue_copy(t) if cuda else t) for k, t in tensors.items()}
+    def __init__(self, tensors: dict[str, torch.Tensor | None], tallies: dict[str, torch.Tensor]) -> None:
+        every = [*tensors.values(), *tallies.values()]
+        cuda = next((t.device for t in every if t is not None and t.device.type == "cuda"), None)
+        ship = _queue_copy if cuda is not None else (lambda t: t)
+        self._t = {k: None if t is None else ship(t) for k, t in tensors.items()}
+        self._tallies = {k: ship(t) for k, t in tallies.items()}
         self._event = None
         if cuda is not None:  # on the stream of the tensors' device (cuda:1 need not be the current device)
             self._event = torch.cuda.Event()
             self._event.record(torch.cuda.current_stream(cuda))
 
-    def wait(self) -> dict[str, np.ndarray | None]:
+    def wait(self) -> tuple[dict[str, np.ndarray | None], dict[str, np.ndarray]]:
+        """(the named arrays, the band reducers' results), on the host."""
         if self._event is not None:
             self._event.synchronize()
-        return {k: None if t is None else t.numpy() for k, t in self._t.items()}
-
-
-# Reducer results travel in the same HostCopies as the band's arrays, under this prefix.
-TALLY_PREFIX = "tally:"
+        return ({k: None if t is None else t.numpy() for k, t in self._t.items()},
+                {k: t.numpy() for k, t in self._tallies.items()})
 
 
 class PendingBand:
@@ -241,13 +242,11 @@ class PendingBand:
         self.row0 = row0
         self._copies = HostCopies({
             "labels": labels, "valid": valid, "confidence": confidence, "probabilities": probabilities,
-            "entropy_sum": entropy_sum, "valid_pixels": valid_pixels,
-            **{TALLY_PREFIX + k: v for k, v in tallies.items()}})
+            "entropy_sum": entropy_sum, "valid_pixels": valid_pixels}, tallies)
 
     def resolve(self) -> RowBand:
         """Wait for the copies (GPU) and return the band on the host."""
-        h = self._copies.wait()
-        tallies = {k[len(TALLY_PREFIX):]: v for k, v in h.items() if k.startswith(TALLY_PREFIX)}
+        h, tallies = self._copies.wait()
         return RowBand(self.row0, h["labels"], h["valid"], h["confidence"], h["probabilities"],
                        float(h["entropy_sum"]), int(h["valid_pixels"]), tallies)
 

@@ -30,7 +30,7 @@ import torch
 
 from ..infer import Predictor
 from ..prefetch import prefetch
-from ..stitch import TALLY_PREFIX, BandReducer, HostCopies, PendingBand, RowBand, StreamingStitcher
+from ..stitch import BandReducer, HostCopies, PendingBand, RowBand, StreamingStitcher
 from ..tiling import Tile, TileGrid, pad_mode
 from .slicing import slab_planes, slab_valid
 
@@ -179,8 +179,7 @@ class SliceEngine:
         for reducer in self.reducers:
             tallies.update(reducer.planes(labels, valid, conf))  # type: ignore[attr-defined]
         copies = HostCopies({"labels": labels, "valid": valid, "confidence": conf, "probabilities": probs_u8,
-                             "entropy": entropy, "valid_n": valid_n,
-                             **{TALLY_PREFIX + k: v for k, v in tallies.items()}})
+                             "entropy": entropy, "valid_n": valid_n}, tallies)
         return _PendingPlanes([u.slice for u in hb.units], copies)
 
     # -- host side (prefetch thread) -------------------------------------------------------
@@ -272,8 +271,7 @@ class _PendingPlanes:
     copies: HostCopies
 
     def resolve(self) -> list[FinishedSlice]:
-        h = self.copies.wait()
-        tallies = {k[len(TALLY_PREFIX):]: v for k, v in h.items() if k.startswith(TALLY_PREFIX)}
+        h, tallies = self.copies.wait()
         conf, probs = h["confidence"], h["probabilities"]
         return [FinishedSlice(s, h["labels"][j], h["valid"][j], None if conf is None else conf[j],
                               None if probs is None else probs[j], float(h["entropy"][j]), int(h["valid_n"][j]),
