@@ -25,7 +25,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
 
-from pipeline.record import read_record
+from pipeline.readers.nifti import ReadAhead
+from pipeline.run.record import read_record
 
 from .config import JobConfig
 from .env import attach_engine_logs
@@ -103,15 +104,19 @@ def _run_id(started: datetime) -> str:
 
 def _run_here(plans: list[ScenePlan], job: JobConfig, progress: _Progress, started: datetime) -> list[SceneOutcome]:
     outcomes = []
-    for i, p in enumerate(plans):
-        if i + 1 < len(plans):  # a GPU run decodes the next volume while this one is segmented
-            read_ahead_next(plans[i + 1].input, plans[i + 1].options)
-        state = segment_scene_task(name=p.name, input=str(p.input), model=job.model, out=job.out,
-                                   options=p.options.model_dump(), qa=job.qa.model_dump(mode="json"),
-                                   return_state=True)
-        outcome = _outcome_from_task(p, state)
-        outcomes.append(outcome)
-        progress.scene_finished(outcome)
+    ahead = ReadAhead()  # a GPU run decodes the next volume while this one is segmented
+    try:
+        for i, p in enumerate(plans):
+            if i + 1 < len(plans):
+                read_ahead_next(ahead, plans[i + 1].input, plans[i + 1].options)
+            state = segment_scene_task(name=p.name, input=str(p.input), model=job.model, out=job.out,
+                                       options=p.options.model_dump(), qa=job.qa.model_dump(mode="json"),
+                                       read_ahead=ahead, return_state=True)
+            outcome = _outcome_from_task(p, state)
+            outcomes.append(outcome)
+            progress.scene_finished(outcome)
+    finally:
+        ahead.close()
     return outcomes
 
 

@@ -7,7 +7,6 @@ every task's inputs and result for the whole flow run.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from prefect import task
@@ -49,15 +48,18 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     persist_result=False,
 )
 def segment_scene_task(name: str, input: str, model: str, out: str, options: dict[str, Any],
-                       qa: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Segment one input unless its record is current. Returns :class:`flows.scenes.SceneOutcome` as a dict."""
-    settings = RunOptions.model_validate(options).to_settings()
+                       qa: dict[str, Any] | None = None, read_ahead: Any = None) -> dict[str, Any]:
+    """Segment one input unless its record is current. Returns :class:`flows.scenes.SceneOutcome` as a dict.
+
+    ``read_ahead``: the batch's read-ahead slot (same process only; never a flow parameter).
+    """
+    settings = RunOptions.model_validate(options)
     if input in _OOM_BATCH:
-        settings = replace(settings, batch_size=_OOM_BATCH[input])
+        settings = settings.model_copy(update={"batch_size": _OOM_BATCH[input]})
         log.warning("%s: retrying with batch size %d after running out of device memory", name, settings.batch_size)
     try:
         outcome = process_scene(input, model, out, settings,
-                                qa_thresholds=QAThresholds.model_validate(qa) if qa else None)
+                                qa_thresholds=QAThresholds.model_validate(qa) if qa else None, read_ahead=read_ahead)
     except BaseException as exc:
         if is_out_of_memory(exc):
             _OOM_BATCH[input] = halved(settings).batch_size

@@ -12,7 +12,7 @@ import pytest
 from flows.batch_flow import segment_batch
 from flows.config import JobConfig
 from flows.deploy import SCENE_QUEUE, ZOMBIE_AUTOMATION, LocalServer, deploy_to_pool
-from pipeline.record import read_record
+from pipeline.run.record import read_record
 
 from .conftest import child_env
 
