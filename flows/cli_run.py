@@ -29,7 +29,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="segment one scene (GeoTIFF) or volume (NIfTI)",
                        description="Segment one GeoTIFF scene or NIfTI volume into OUT/<name>/.")
-    p.add_argument("input", type=Path, help="GeoTIFF / GDAL raster, or .nii / .nii.gz volume")
+    p.add_argument("input", help="GeoTIFF / GDAL raster or GDAL virtual path (/vsis3/..., /vsicurl/...), "
+                                  "or .nii / .nii.gz volume")
     add_run_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

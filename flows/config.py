@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from pipeline.errors import ConfigError
 from pipeline.options import RUN_OPTION_NAMES, RunOptions, validate
+from pipeline.readers.vsi import absolute
 from pipeline.qa.schema import QAThresholds
 
 __all__ = ["RUN_OPTION_NAMES", "JobConfig", "RunOptions", "load_job", "read_job_file", "validate"]
@@ -96,11 +97,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in ("model", "out", "manifest"):
         if isinstance(out.get(key), str) and not Path(out[key]).expanduser().is_absolute():
             out[key] = str(base / out[key])
-    if isinstance(out.get("inputs"), list):
-        out["inputs"] = [
-            str(base / s) if isinstance(s, str) and not Path(s).expanduser().is_absolute() else s
-            for s in out["inputs"]
-        ]
+    if isinstance(out.get("inputs"), list):  # GDAL virtual paths (/vsis3/...) are kept as written
+        out["inputs"] = [str(absolute(s, base)) if isinstance(s, str) else s for s in out["inputs"]]
     return out
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from pipeline.errors import ConfigError
 from pipeline.options import RUN_OPTION_NAMES, RunOptions
 from pipeline.readers import INPUT_SUFFIXES
+from pipeline.readers.dicom import dicom_message, is_dicom
+from pipeline.readers.vsi import InputPath, absolute, is_gdal_path
 from pipeline.run.folder import scene_dir_for
 
 from .config import JobConfig
@@ -30,7 +32,7 @@ PATH_COLUMNS = ("path", "input", "file")  # accepted names of a CSV manifest's p
 class ScenePlan:
     """One input of a batch: where it is, where it goes, and its (possibly overridden) options."""
 
-    input: Path
+    input: InputPath  # a local Path, or a GDAL virtual path (/vsis3/...) kept as given
     scene_dir: Path
     options: RunOptions
     overrides: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -56,27 +58,31 @@ def plan_batch(job: JobConfig) -> list[ScenePlan]:
     return plans
 
 
-def collect_inputs(job: JobConfig) -> list[tuple[Path, dict[str, Any]]]:
+def collect_inputs(job: JobConfig) -> list[tuple[InputPath, dict[str, Any]]]:
     """(path, per-scene overrides) for every input, duplicates (same file) dropped, order kept."""
-    raw: list[tuple[Path, dict[str, Any]]] = []
+    raw: list[tuple[InputPath, dict[str, Any]]] = []
     for item in job.inputs:
         raw.extend(_expand(item, job.glob))
     if job.manifest:
         raw.extend(read_manifest(Path(job.manifest).expanduser()))
-    seen: dict[Path, tuple[Path, dict[str, Any]]] = {}
+    seen: dict[InputPath, tuple[InputPath, dict[str, Any]]] = {}
     for path, ov in raw:
-        key = path.resolve()
+        key = path if isinstance(path, str) else path.resolve()
         if key not in seen or ov:  # a manifest row's overrides win over a plain listing
             seen[key] = (path, ov)
     return list(seen.values())
 
 
-def _expand(item: str, pattern: str | None) -> list[tuple[Path, dict[str, Any]]]:
+def _expand(item: str, pattern: str | None) -> list[tuple[InputPath, dict[str, Any]]]:
+    if is_gdal_path(item):  # GDAL opens it (or says why not) when the scene runs
+        return [(item, {})]
     path = Path(item).expanduser()
     if any(c in item for c in "*?["):
         matches = sorted(Path(p) for p in globmod.glob(str(path), recursive=True))
         return [(p, {}) for p in matches if p.is_file()]
     if path.is_dir():
+        if is_dicom(path):
+            raise ConfigError(dicom_message(path))
         return [(p, {}) for p in _folder_files(path, pattern)]
     if path.suffix.lower() in MANIFEST_SUFFIXES:
         return read_manifest(path)
@@ -92,10 +98,10 @@ def _folder_files(folder: Path, pattern: str | None) -> list[Path]:
                   if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES) and not p.name.startswith("."))
 
 
-def read_manifest(path: Path) -> list[tuple[Path, dict[str, Any]]]:
+def read_manifest(path: Path) -> list[tuple[InputPath, dict[str, Any]]]:
     """A manifest: one path per line (``#`` comments), or a CSV with a path column and option columns.
 
-    Relative paths are relative to the manifest's folder.
+    Relative paths are relative to the manifest's folder; GDAL virtual paths are kept as written.
     """
     try:
         text = path.read_text()
@@ -104,8 +110,10 @@ def read_manifest(path: Path) -> list[tuple[Path, dict[str, Any]]]:
     rows = _csv_rows(text, path) if path.suffix.lower() == ".csv" else _line_rows(text)
     out = []
     for name, overrides in rows:
-        p = Path(name).expanduser()
-        p = p if p.is_absolute() else path.parent / p
+        if is_gdal_path(name):
+            out.append((name, overrides))
+            continue
+        p = absolute(name, path.parent)
         if not p.exists():
             raise ConfigError(f"{path}: listed input {name!r} not found (looked at {p})")
         out.append((p, overrides))

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pipeline.qa import QAThresholds
 from pipeline.files import RECORD_NAME, file_sha256
 from pipeline.options import RunOptions
+from pipeline.readers.identity import identity_changed
+from pipeline.readers.vsi import as_input
 from pipeline.run.record import read_record
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,9 @@ def clear_model_cache() -> None:
 def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunOptions) -> str | None:
     """Why the scene must be (re)done, or None when its record matches input, model and settings.
 
-    Cheap checks first (record present, model hash, settings, file size); the input is
-    hashed only when everything else matches.
+    Cheap checks first (record present, model hash, settings, outputs present); the input's
+    identity last (``pipeline.readers.identity``: a local file's size then its hash, a remote
+    one's ETag from one HEAD request).
     """
     record = read_record(scene_dir)
     if record is None:
@@ -98,18 +101,9 @@ def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunOpt
         return "model changed"
     if _jsonish(record.get("fingerprint")) != _jsonish(settings.resolved(model.spec).fingerprint()):
         return "settings changed"
-    inp = record.get("input", {})
-    try:
-        size = input_path.stat().st_size
-    except OSError:
-        return "input unreadable"
-    if inp.get("size_bytes") not in (None, size):
-        return "input changed (size)"
     if any(not (scene_dir / name).is_file() for name in record.get("outputs", {}).values()):
         return "an output is missing"
-    if inp.get("sha256") != file_sha256(input_path):
-        return "input changed (content)"
-    return None
+    return identity_changed(record.get("input", {}), input_path)
 
 
 def _jsonish(value: Any) -> Any:
@@ -127,7 +121,7 @@ def process_scene(input_path: str | Path, model_path: str | Path, out_root: str 
     """
     from pipeline.run import scene_dir_for, segment_file
 
-    input_path, out_root = Path(input_path), Path(out_root)
+    input_path, out_root = as_input(input_path), Path(out_root)
     scene_dir = scene_dir_for(input_path, out_root)
     t0 = time.perf_counter()
     model = get_model(model_path)

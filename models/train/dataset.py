@@ -8,7 +8,8 @@ Two kinds of pair, never mixed in one training run (the model's input differs):
 Where pairs come from:
 
     manifest  a CSV with columns ``image,label[,split]`` (header optional; relative paths
-              are relative to the manifest's folder; split is ``train`` or ``val``)
+              are relative to the manifest's folder; GDAL virtual paths such as
+              ``/vsis3/bucket/a.tif`` are kept as written; split is ``train`` or ``val``)
     folder    ``DIR/images/X.tif`` + ``DIR/labels/X.tif`` (and ``.nii.gz``/``.nii``)
 
 Mask value 255 (``IGNORE_INDEX``, also the mask's nodata) and pixels where the image is
@@ -29,7 +30,9 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from pipeline.errors import InputError
+from pipeline.readers import input_stem
 from pipeline.readers.geotiff import open_raster, validity
+from pipeline.readers.vsi import InputPath, absolute, input_name, is_gdal_path, opening
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,8 @@ Kind = Literal["scene", "volume"]
 class Pair:
     """One labelled example: image file, label file, and an optional fixed split."""
 
-    image: Path
-    label: Path
+    image: InputPath  # a local Path, or a GDAL virtual path kept as the str it was given
+    label: InputPath
     split: Literal["train", "val"] | None = None
 
     @property
@@ -81,12 +84,9 @@ def is_volume(path: str | Path) -> bool:
     return str(path).lower().endswith(VOLUME_SUFFIXES)
 
 
-def stem(path: Path) -> str:
-    name = path.name
-    for ext in VOLUME_SUFFIXES + SCENE_SUFFIXES:
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return path.stem
+def stem(path: InputPath) -> str:
+    name, stripped = input_name(path), input_stem(path)
+    return stripped if stripped != name else Path(name).stem
 
 
 # --------------------------------------------------------------------------- finding pairs
@@ -135,15 +135,14 @@ def read_manifest(path: Path) -> list[Pair]:
             raise InputError(f"{path}: row {i}: split {split!r} must be 'train', 'val' or empty")
         pair = Pair(_resolve(path.parent, image), _resolve(path.parent, label), split)  # type: ignore[arg-type]
         for f in (pair.image, pair.label):
-            if not f.is_file():
+            if not is_gdal_path(f) and not f.is_file():  # a GDAL path is checked when it is opened
                 raise InputError(f"{path}: row {i}: {f} not found")
         pairs.append(pair)
     return pairs
 
 
-def _resolve(base: Path, p: str) -> Path:
-    q = Path(p).expanduser()
-    return q if q.is_absolute() else base / q
+def _resolve(base: Path, p: str) -> InputPath:
+    return absolute(p, base)
 
 
 def _folder_pairs(root: Path) -> list[Pair]:
@@ -173,7 +172,7 @@ def check_scene_pair(pair: Pair) -> None:
     """
     img = open_raster(pair.image)
     try:
-        with rasterio.open(pair.label) as lab:
+        with opening(pair.label), rasterio.open(pair.label) as lab:
             size, transform, crs, count, dtype = (lab.width, lab.height), lab.transform, lab.crs, lab.count, lab.dtypes[0]
     except RasterioIOError as exc:
         raise InputError(f"{pair.label}: not a readable raster mask for {pair.image} ({exc})") from exc
@@ -196,11 +195,11 @@ def check_scene_pair(pair: Pair) -> None:
 def read_scene_pair(pair: Pair, bands: tuple[int, ...] | None = None) -> LabelledScene:
     """Read a (checked) scene pair whole. Training scenes are chips or modest scenes."""
     info = open_raster(pair.image, bands)
-    with rasterio.open(pair.image) as ds:
+    with opening(pair.image), rasterio.open(pair.image) as ds:
         data = ds.read(list(info.bands))
         mask = ds.dataset_mask() if info.mask_kind == "dataset" else None
     valid = validity(data, info, mask)
-    with rasterio.open(pair.label) as lab:
+    with opening(pair.label), rasterio.open(pair.label) as lab:
         label = lab.read(1)
         names = tuple(n for n in (lab.tags().get("CLASS_NAMES") or "").split(",") if n)
         colors = _colormap(lab)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +32,8 @@ def split_pairs(pairs: list[Pair], cfg: TrainConfig) -> tuple[list[Pair], list[P
     """Held-out pairs: ``--val`` data, else the manifest's split column, else a seeded fraction."""
     if cfg.val is not None:
         val = find_pairs(cfg.val)
-        names = {p.image.resolve() for p in val}
-        return [p for p in pairs if p.image.resolve() not in names], val
+        names = {_key(p.image) for p in val}
+        return [p for p in pairs if _key(p.image) not in names], val
     if any(p.split for p in pairs):
         return [p for p in pairs if p.split != "val"], [p for p in pairs if p.split == "val"]
     if cfg.val_split <= 0 or len(pairs) < 2:
@@ -132,4 +132,9 @@ def _check_labels(scenes: list[LabelledScene], k: int) -> None:
 
 
 def describe_pairs(pairs: list[Pair]) -> list[dict[str, str]]:
-    return [{"image": str(Path(p.image)), "label": str(Path(p.label))} for p in pairs]
+    return [{"image": str(p.image), "label": str(p.label)} for p in pairs]
+
+
+def _key(path: Any) -> Any:
+    """The same file twice is the same key (a GDAL path is compared as written)."""
+    return path if isinstance(path, str) else path.resolve()

@@ -19,6 +19,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
+from ..readers.vsi import opening
 from ..sinks.geotiff.cog import cog_problems
 from .schema import CheckResult
 
@@ -61,7 +62,7 @@ def check_geometry(ctx: CheckContext) -> CheckResult:
     if not rasters:
         return CheckResult(name="geometry", status="skip", detail="no raster outputs")
     try:
-        with rasterio.open(ctx.input_path) as src:
+        with opening(ctx.input_path), rasterio.open(ctx.input_path) as src:
             ref = (src.width, src.height, src.crs, src.transform)
         problems = []
         for name, p in rasters.items():

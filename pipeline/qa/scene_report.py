@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..files import write_json_atomic, write_text_atomic
+from ..readers.vsi import as_input
 from .build import build_report
 from .checks import CheckContext, ExtraCheck, run_checks
 from .html import scene_html
@@ -72,7 +73,7 @@ def finalize_scene_qa(qa: SceneQA, *, scene_dir: str | Path, record: Mapping[str
     t0 = time.perf_counter()
     th = thresholds or QAThresholds()
     scene_dir = Path(scene_dir)
-    input_path = Path(input_path or record.get("input", {}).get("path", ""))
+    input_path = as_input(input_path or record.get("input", {}).get("path", ""))  # a GDAL path stays a str
     outs = {k: Path(v) if Path(v).is_absolute() else scene_dir / v for k, v in outputs.items()}
     stats = qa.result(low_confidence=th.low_confidence)
     results = run_checks(CheckContext(input_path, scene_dir, outs), checks, extra_checks)
@@ -118,7 +119,7 @@ def failed_scene_qa(error: str, *, scene_dir: str | Path, record: Mapping[str, A
     scene_dir = Path(scene_dir)
     inp, facts = record.get("input", {}), record.get("facts", {})
     outs = {k: Path(v) if Path(v).is_absolute() else scene_dir / v for k, v in outputs.items()}
-    results = run_checks(CheckContext(Path(inp.get("path", "")), scene_dir, outs))
+    results = run_checks(CheckContext(as_input(inp.get("path", "")), scene_dir, outs))
     total = int(inp.get("width", 0)) * int(inp.get("height", 0)) * int(inp.get("depth") or 1)
     stats = QAStats(kind=record.get("kind", "scene"), valid_pixels=int(facts.get("valid_pixels", 0)),
                     total_pixels=total, area=AreaInfo(unit="pixel", note="QA failed: no statistics"), classes=[],

@@ -1,7 +1,10 @@
 """Inputs, read as the engine takes them: planes of raw pixels with their validity.
 
-    geotiff/   any GDAL raster (GeoTIFF, COG, VRT, JPEG 2000...): one plane of its bands
-    nifti/     NIfTI-1/2 volumes: slices along one axis, with 2.5D context
+    geotiff/     any GDAL raster (GeoTIFF, COG, VRT, JPEG 2000...): one plane of its bands
+    nifti/       NIfTI-1/2 volumes: slices along one axis, with 2.5D context
+    vsi.py       input paths: local files, and GDAL virtual paths (/vsizip/, /vsis3/, /vsicurl/...) untouched
+    identity.py  what an input is, to tell later whether it changed (a remote one without downloading it)
+    dicom.py     DICOM recognised, to say how to convert it
 
 Which reader an input gets is decided here, by its name, once.
 """
@@ -9,6 +12,8 @@ Which reader an input gets is decided here, by its name, once.
 from __future__ import annotations
 
 from pathlib import Path
+
+from .vsi import input_name
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -23,7 +28,7 @@ def is_volume(path: str | Path) -> bool:
 
 def input_stem(path: str | Path) -> str:
     """The input's name without its (possibly double) suffix: ``ct.nii.gz`` -> ``ct``."""
-    name = Path(path).name
+    name = input_name(path)
     for ext in INPUT_SUFFIXES:
         if name.lower().endswith(ext):
             return name[: -len(ext)]

@@ -20,11 +20,12 @@ import numpy as np
 
 from ..engine import Predictor, ProgressFn, resolve_device, stats_for
 from ..errors import SegpipeWarning, collected_warnings
-from ..files import file_sha256
 from ..options import RunOptions
 from ..qa import QAThresholds, SceneQA
 from ..qa.tally import BandTallier
 from ..readers.geotiff import RasterInfo, RasterSource, StripReader, open_raster
+from ..readers.identity import Identity, input_identity
+from ..readers.vsi import InputPath, as_input
 from ..sinks import SinkSet, Watched
 from ..sinks.geotiff import BLOCK, label_encoding, provenance, scene_sinks
 from ..sinks.writer import Observer
@@ -55,7 +56,7 @@ def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Pa
 
     ``observers`` see every finished band after the outputs got it (best effort, like QA).
     """
-    input_path, out_root = Path(input_path), Path(out_root)
+    input_path, out_root = as_input(input_path), Path(out_root)
     bound_gdal_cache()
     t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
@@ -64,11 +65,11 @@ def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Pa
         scene_dir = scene_dir_for(input_path, out_root)
         prepare_scene_dir(scene_dir)
         s = options.resolved(model.spec)
-        hasher = Task(file_sha256, input_path, role="hash")
+        hasher = Task(input_identity, input_path, role="hash")
         outputs, timings, facts, image_qa = _run(info, model, s, scene_dir, progress, observers, qa)
-        input_sha = hasher.result()
+        identity = hasher.result()
     timings["total_s"] = time.perf_counter() - t0
-    record = _record(input_path, input_sha, info, model, s, outputs, timings, facts, msgs, started)
+    record = _record(input_path, identity, info, model, s, outputs, timings, facts, msgs, started)
     attach = None if image_qa is None else (lambda rec: attach_qa(rec, [image_qa], scene_dir, qa_thresholds))
     return conclude(SceneResult(input_path, scene_dir, outputs, record, msgs), attach)
 
@@ -105,7 +106,7 @@ def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, p
                  valid_pixels=streamed.writer.valid_pixels, entropy_sum=streamed.writer.entropy_sum,
                  **device_facts(predictor))
     timings = {**streamed.timings(), "finalise_s": finalise_s}
-    image_qa = None if scene_qa is None else ImageQA(scene_qa, watched[-1], outputs)
+    image_qa = None if scene_qa is None else ImageQA(scene_qa, watched[-1], outputs, input=info.path)
     return outputs, timings, facts, image_qa
 
 
@@ -139,7 +140,7 @@ def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:
         )
 
 
-def _record(input_path: Path, input_sha: str, info: RasterInfo, model: ModelHandle, s: RunOptions,
+def _record(input_path: InputPath, identity: Identity, info: RasterInfo, model: ModelHandle, s: RunOptions,
             outputs: dict[str, Path], timings: dict[str, float], facts: dict[str, Any],
             msgs: list[str], started: str) -> dict[str, Any]:
     mpix = info.width * info.height / 1e6
@@ -149,5 +150,5 @@ def _record(input_path: Path, input_sha: str, info: RasterInfo, model: ModelHand
         "nodata": info.nodata, "mask_kind": info.mask_kind, "driver": info.driver,
     }
     timings = {**timings, "mpix_per_s": mpix / max(timings["total_s"], 1e-9)}
-    return completion_record("scene", input_path, input_sha, input_facts, model, s, outputs, facts, timings, msgs,
+    return completion_record("scene", input_path, identity, input_facts, model, s, outputs, facts, timings, msgs,
                              started, block_size=BLOCK)

@@ -22,6 +22,7 @@ from ..engine import Engine, EngineStats, NormStats, PlaneSource, Predictor, Pro
 from ..engine.loop import InputObserver
 from ..files import write_json_atomic
 from ..options import RunOptions
+from ..readers.vsi import InputPath
 from ..sinks import BandWriter, SinkSet, Watched
 from ..spec import ModelSpec
 from ..threads import StopToken
@@ -42,7 +43,7 @@ class ModelHandle(Protocol):
 class SceneResult:
     """What a finished input produced."""
 
-    input: Path
+    input: InputPath
     scene_dir: Path
     outputs: dict[str, Path]
     record: dict[str, Any]

@@ -24,10 +24,10 @@ import numpy as np
 
 from ..engine import PROB_NODATA, Predictor, ProgressFn, resolve_device, volume_stats
 from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_warnings
-from ..files import file_sha256
 from ..options import RunOptions
 from ..qa import QAThresholds, SceneQA
 from ..qa.tally import BandTallier
+from ..readers.identity import Identity, input_identity
 from ..readers.nifti import ReadAhead, Volume, VolumeSource, iter_volumes, open_streamed, plane_shape
 from ..sinks import SinkSet, Watched
 from ..sinks.nifti import compare_geometry, volume_sinks
@@ -74,15 +74,15 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
         try:
             run.scene_dir = scene_dir_for(input_path, out_root)
             prepare_scene_dir(run.scene_dir)
-            hasher = Task(file_sha256, input_path, role="hash")
+            hasher = Task(input_identity, input_path, role="hash")
             run.execute(first, volumes)
         except BaseException:
             if first.arrival is not None:
                 first.arrival.cancel()  # a streamed volume's decoder need not read on
             raise
-        input_sha = hasher.result()
+        identity = hasher.result()
     run.timings["total_s"] = time.perf_counter() - t0
-    record = _record(input_path, input_sha, run, model, s, msgs, started)
+    record = _record(input_path, identity, run, model, s, msgs, started)
     attach = (lambda rec: attach_qa(rec, run.qa, run.scene_dir, qa_thresholds)) if run.qa else None
     return conclude(SceneResult(input_path, run.scene_dir, run.outputs, record, msgs), attach)
 
@@ -258,7 +258,7 @@ def _label_dtype(num_classes: int) -> Any:
     return torch.uint8 if num_classes <= 256 else torch.int32
 
 
-def _record(input_path: Path, input_sha: str, run: _VolumeRun, model: ModelHandle, s: RunOptions,
+def _record(input_path: Path, identity: Identity, run: _VolumeRun, model: ModelHandle, s: RunOptions,
             msgs: list[str], started: str) -> dict[str, Any]:
     vol, timings = run.first, run.timings
     assert vol is not None
@@ -277,7 +277,7 @@ def _record(input_path: Path, input_sha: str, run: _VolumeRun, model: ModelHandl
     }
     voxels = facts["slices_total"] * facts["plane_shape"][0] * facts["plane_shape"][1]
     timings = {**timings, "slices_per_s": facts["slices_total"] / total, "mpix_per_s": voxels / total / 1e6}
-    return completion_record("volume", input_path, input_sha, input_facts, model, s, run.outputs, facts,
+    return completion_record("volume", input_path, identity, input_facts, model, s, run.outputs, facts,
                              timings, msgs, started)
 
 

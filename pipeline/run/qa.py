@@ -22,6 +22,7 @@ from ..qa import QAThresholds, SceneQA, finalize_scene_qa
 from ..qa.schema import QA_HTML, QA_JSON
 from ..qa.scene_report import failed_scene_qa
 from ..qa.verdict import VERDICT_RANK
+from ..readers.vsi import InputPath
 from ..sinks import Watched
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class ImageQA:
     index: int | None = None
     planes: dict[str, Plane] | None = None
     extra_checks: dict[str, Callable[[], list[str]]] | None = None
+    input: InputPath | None = None  # the input as opened (the record keeps a URL without its credentials)
 
 
 def qa_entry(record: dict[str, Any], item: ImageQA, scene_dir: Path, thresholds: QAThresholds | None,
@@ -49,7 +51,8 @@ def qa_entry(record: dict[str, Any], item: ImageQA, scene_dir: Path, thresholds:
     error = item.watched.failure
     if error is None:
         try:
-            return finalize_scene_qa(item.qa, extra_checks=item.extra_checks, planes=item.planes, **kw).record_entry()
+            return finalize_scene_qa(item.qa, extra_checks=item.extra_checks, planes=item.planes,
+                                     input_path=item.input, **kw).record_entry()
         except Exception as exc:  # noqa: BLE001 - a bug in QA never loses the segmentation
             log.exception("QA of %s failed", scene_dir)
             error = f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..readers.identity import Identity, input_size
+from ..readers.vsi import InputPath, public
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +60,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def completion_record(kind: str, input_path: Path, input_sha: str, input_facts: dict[str, Any], model: Any,
+def completion_record(kind: str, input_path: InputPath, identity: Identity, input_facts: dict[str, Any], model: Any,
                       settings: Any, outputs: dict[str, Path], facts: dict[str, Any], timings: dict[str, float],
                       warnings: list[str], started: str, **extra: Any) -> dict[str, Any]:
     """The ``record.json`` document of a finished input (scene or volume).
 
     ``model`` is a loaded checkpoint (module, spec, sha256, path); ``settings`` the resolved
-    RunOptions, whose fingerprint decides whether a later run may skip the input.
+    RunOptions, whose fingerprint decides whether a later run may skip the input; ``identity``
+    how a later run tells whether the input changed (``readers.identity``). A GDAL path is kept
+    as given, less any credentials in a URL (``readers.vsi.public``).
     """
+    sha = identity["value"] if identity.get("method") == "sha256" else None
     return {
         "record_version": RECORD_VERSION,
         "status": "complete",
         "kind": kind,
-        "input": {"path": str(input_path.resolve()), "sha256": input_sha, "size_bytes": input_path.stat().st_size,
-                  **input_facts},
+        "input": {"path": public(input_path), "sha256": sha, "size_bytes": input_size(input_path),
+                  "identity": identity, **input_facts},
         "model": {
             "path": str(model.path), "sha256": model.sha256, "class_names": list(model.spec.class_names),
             "class_colors": [list(c) for c in model.spec.colors()], "spec": model.spec.to_dict(),

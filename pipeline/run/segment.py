@@ -8,7 +8,10 @@ from pathlib import Path
 from ..engine import ProgressFn
 from ..options import RunOptions
 from ..qa import QAThresholds
+from ..errors import InputError
 from ..readers import is_volume
+from ..readers.dicom import dicom_message, is_dicom
+from ..readers.vsi import as_input, is_gdal_path
 from ..readers.nifti import ReadAhead
 from ..sinks.writer import Observer
 from .layer import ModelHandle, SceneResult
@@ -23,6 +26,13 @@ def segment_file(input_path: str | Path, model: ModelHandle, out_root: str | Pat
     ``observers`` see the finished bands (a volume's: whole slice planes), best effort; ``read_ahead`` is a batch's
     slot for its next volume, which may hold this one already decoding.
     """
+    input_path = as_input(input_path)
+    if is_gdal_path(input_path):
+        if is_volume(input_path):
+            raise InputError(f"{input_path}: NIfTI volumes are read from local files only (GDAL virtual paths "
+                             "are for rasters); copy the volume to a local folder first")
+    elif is_dicom(input_path):
+        raise InputError(dicom_message(input_path))
     if is_volume(input_path):
         from .nifti import segment_volume
 

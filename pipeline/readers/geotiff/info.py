@@ -19,7 +19,9 @@ from rasterio.crs import CRS
 from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 
-from ...errors import InputError, SegpipeWarning
+from ...errors import InputError, SegpipeWarning, TransientError
+from ..dicom import dicom_message, is_dicom
+from ..vsi import InputPath, as_input, is_gdal_path, is_network, opening
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ MaskKind = str  # "none" | "nodata" | "dataset" (internal .msk or alpha band)
 class RasterInfo:
     """A scene's geometry and the facts the engine needs, read once from its header."""
 
-    path: Path
+    path: InputPath  # a local Path, or a GDAL virtual path kept as the str it was given
     width: int
     height: int
     count: int
@@ -49,18 +51,41 @@ class RasterInfo:
 
 
 def open_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterInfo:
-    """Read and check a raster's header. ``bands`` are 1-based; ``None`` means all bands."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found; expected a GeoTIFF or other GDAL raster")
+    """Read and check a raster's header. ``bands`` are 1-based; ``None`` means all bands.
+
+    A GDAL virtual path (``/vsizip/``, ``/vsis3/``...) goes to GDAL as it is; only a local
+    path is checked for existence and for being DICOM first.
+    """
+    path = as_input(path)
+    if not is_gdal_path(path):
+        if is_dicom(path):
+            raise InputError(dicom_message(path))
+        if not Path(path).exists():
+            raise InputError(f"{path}: file not found; expected a GeoTIFF or other GDAL raster")
     try:
-        with rasterio.open(path) as ds:
+        with opening(path), rasterio.open(path) as ds:
             return _info(ds, path, bands)
     except RasterioIOError as exc:
-        raise InputError(f"{path}: not a readable raster ({first_line(exc)}); expected a GeoTIFF or other GDAL raster") from exc
+        raise open_error(path, exc) from exc
 
 
-def _info(ds: rasterio.DatasetReader, path: Path, bands: tuple[int, ...] | None) -> RasterInfo:
+def open_error(path: InputPath, exc: Exception) -> Exception:
+    """The error for a raster GDAL cannot open or read: permanent, except a network failure (retried)."""
+    line = first_line(exc)
+    if is_network(path) and not any(s in line for s in ("HTTP response code: 4", "does not exist", "not recognized")):
+        return TransientError(f"{path}: cannot be read over the network ({line}); retried later")
+    hint = "" if not is_gdal_path(path) else "; check the path and GDAL's credentials (docs/operations.md)"
+    return InputError(f"{path}: not a readable raster ({line}); expected a GeoTIFF or other GDAL raster{hint}")
+
+
+def read_error(path: InputPath, what: str, exc: Exception) -> Exception:
+    """The error for a failed pixel read: a corrupt file is permanent, a network failure is retried."""
+    if is_network(path):
+        return TransientError(f"{path}: cannot read {what} over the network ({first_line(exc)}); retried later")
+    return InputError(f"{path}: cannot read {what} (corrupt or truncated file?): {first_line(exc)}")
+
+
+def _info(ds: rasterio.DatasetReader, path: InputPath, bands: tuple[int, ...] | None) -> RasterInfo:
     bands = tuple(bands) if bands else tuple(range(1, ds.count + 1))
     if max(bands) > ds.count:
         raise InputError(

@@ -19,9 +19,9 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from ...errors import InputError
 from ...threads import pool
-from .info import RasterInfo, first_line, validity
+from ..vsi import opening
+from .info import RasterInfo, read_error, validity
 
 # Per-scene statistics of a file without overviews: this many full-resolution windows of
 # SAMPLE_SIDE x SAMPLE_SIDE pixels on an even grid (64 x 0.26 Mpix = 17 Mpix, a few percent of
@@ -69,7 +69,8 @@ class StripReader:
         n = max(1, min(workers, math.ceil(info.width / bx)))
         step = math.ceil(math.ceil(info.width / n) / bx) * bx
         self.chunks = [(x, min(step, info.width - x)) for x in range(0, info.width, step)]
-        self._handles = [rasterio.open(info.path) for _ in self.chunks]
+        with opening(info.path):
+            self._handles = [rasterio.open(info.path) for _ in self.chunks]
         self._locks = [threading.Lock() for _ in self.chunks]
         self._pool = pool("chunks", len(self.chunks))
         self.nonfinite = 0
@@ -79,7 +80,7 @@ class StripReader:
 
         Each chunk thread reads straight into its column slice of the caller's buffers (which
         may be pinned host memory), so a strip is never copied or concatenated.
-        Raises InputError naming the file on a bad block.
+        Raises InputError naming the file on a bad block (TransientError for a network failure).
         """
         futures = [self._pool.submit(self._read_chunk, j, row0, data, valid) for j in range(len(self.chunks))]
         self.nonfinite += sum(f.result() for f in futures)
@@ -118,7 +119,7 @@ class StripReader:
                 dmask = (ds.read_masks(info.bands[0], out_shape=shape[1:], resampling=Resampling.nearest)
                          if info.mask_kind == "dataset" else None)
             except RasterioError as exc:
-                raise InputError(f"{info.path}: cannot read an overview sample: {first_line(exc)}") from exc
+                raise read_error(info.path, "an overview sample", exc) from exc
         return data, validity(data, info, dmask)
 
     def _window_sample(self) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +143,7 @@ class StripReader:
                 ds.read(self.info.bands, window=win, out=out)
                 dmask = ds.read_masks(self.info.bands[0], window=win) if self.info.mask_kind == "dataset" else None
             except RasterioError as exc:
-                raise InputError(f"{self.info.path}: cannot read {what} (corrupt or truncated file?): "
-                                 f"{first_line(exc)}") from exc
+                raise read_error(self.info.path, what, exc) from exc
         valid[:] = validity(out, self.info, dmask)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ import torch
 from ...engine.bands import PROB_NODATA, PROB_SCALE
 from ...options import RunOptions
 from ...readers.geotiff import RasterInfo
+from ...readers.vsi import public
 from ...spec import ModelSpec
 from ..base import FieldSink, Sink
 from .cog import GeoTiffSink, Grid, OutputSpec
@@ -34,7 +35,7 @@ def provenance(info: RasterInfo, model: Any, options: RunOptions) -> dict[str, s
     from ... import __version__
 
     return {
-        "SEGPIPE_VERSION": __version__, "SEGPIPE_INPUT": str(info.path.resolve()),
+        "SEGPIPE_VERSION": __version__, "SEGPIPE_INPUT": public(info.path),
         "SEGPIPE_MODEL": str(model.path), "SEGPIPE_MODEL_SHA256": model.sha256,
         "SEGPIPE_TILE": str(options.tile), "SEGPIPE_OVERLAP": str(options.overlap),
         "SEGPIPE_BLEND": options.blend, "SEGPIPE_TTA": str(options.tta),

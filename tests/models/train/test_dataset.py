@@ -63,3 +63,25 @@ def test_image_nodata_becomes_ignore(tmp_path):
     scene = read_scene_pair(Pair(image, label))
     assert (scene.label[:, :4] == 255).all() and (scene.label[:, 4:] == 1).all()
     assert not scene.valid[:, :4].any()
+
+
+def test_a_training_manifest_takes_gdal_paths(scene_data, tmp_path):
+    import zipfile
+
+    root = scene_data(2)
+    archive = tmp_path / "train.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for sub in ("images", "labels"):
+            z.write(root / sub / "s0.tif", f"{sub}/s0.tif")
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text(f"image,label\n/vsizip/{archive}/images/s0.tif,/vsizip/{archive}/labels/s0.tif\n"
+                        "images/s1.tif,labels/s1.tif\n")
+    (tmp_path / "images").symlink_to(root / "images")
+    (tmp_path / "labels").symlink_to(root / "labels")
+    remote, local = find_pairs(manifest)
+    assert remote.image == f"/vsizip/{archive}/images/s0.tif" and remote.name == "s0" and remote.kind == "scene"
+    assert local.image == tmp_path / "images" / "s1.tif"
+    check_scene_pair(remote)
+    got, want = read_scene_pair(remote), read_scene_pair(find_pairs(root)[0])
+    np.testing.assert_array_equal(got.image, want.image)
+    np.testing.assert_array_equal(got.label, want.label)
