@@ -1,6 +1,7 @@
 """Command-line flags generated from the run options' one declaration (``pipeline.options.RunOptions``).
 
-Each field becomes ``--field-name``: a bool a switch, a ``Literal`` a choice, an int an int.
+Each field becomes ``--field-name``: a bool a switch, a ``Literal`` a choice, an int an int,
+a list or mapping a repeated flag (``--co KEY=VALUE --co KEY2=VALUE2``, rio's convention).
 Defaults stay unset (None) on the command line, so only the flags a user gives override a
 job file, and validation happens once, in the model, with its one-line errors.
 """
@@ -23,6 +24,8 @@ def add_model_flags(p: argparse.ArgumentParser, fields: dict[str, FieldInfo], *,
         help_ = _help(info)
         if ann is bool:
             p.add_argument(flag, action="store_true", default=switch_default, help=help_)
+        elif typing.get_origin(ann) in (dict, tuple, list):
+            p.add_argument(flag, action="append", default=None, metavar=name.split("_")[-1].upper(), help=help_)
         elif typing.get_origin(ann) is Literal:
             choices = list(typing.get_args(ann))
             kind = type(choices[0])

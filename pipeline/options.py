@@ -30,6 +30,9 @@ SeriesPolicy = Literal["error", "each"]
 DEFAULT_BATCH = {"cuda": 8, "cpu": 2}
 # Fields that never change an output: left out of the fingerprint.
 _NOT_OUTPUT = ("batch_size", "workers", "device")
+# Fields added after records began keeping fingerprints: in the fingerprint only when set, so
+# finished scenes of earlier runs, which did not have them, are not all redone.
+_FINGERPRINT_WHEN_SET = ("co", "vectors", "vector_classes", "vector_simplify", "vector_min_area")
 
 
 class RunOptions(BaseModel):
@@ -55,6 +58,14 @@ class RunOptions(BaseModel):
     context: int | None = Field(None, ge=1, le=31, description="volumes: 2.5D slices per input (default: checkpoint's)")
     volume: int | None = Field(None, ge=0, description="volumes: which volume of a 4D series to segment")
     series: SeriesPolicy | None = Field(None, description="volumes: policy for a 4D series")
+    co: dict[str, str] = Field(default_factory=dict,
+                               description="GDAL creation option of the output COGs, KEY=VALUE (repeatable)")
+    vectors: bool = Field(False, description="also write NAME_vectors.gpkg: one polygon per connected region")
+    vector_classes: tuple[str, ...] | None = Field(
+        None, description="classes to vectorise, names or ids (repeatable; default: all but class 0)")
+    vector_simplify: float = Field(0.0, ge=0, le=1000, description="vectors: simplification tolerance in pixels")
+    vector_min_area: float = Field(0.0, ge=0, description="vectors: leave out regions smaller than this, in m2 "
+                                                          "(pixels for a mask without a CRS)")
 
     def __init__(self, **data: Any) -> None:
         """Direct construction (Python callers) raises the project's one-line ConfigError."""
@@ -70,6 +81,24 @@ class RunOptions(BaseModel):
         if isinstance(data, dict) and isinstance(data.get("series"), int) and not isinstance(data["series"], bool):
             data = {**data, "volume": data["series"], "series": None}
         return data
+
+    @field_validator("co", mode="before")
+    @classmethod
+    def _creation_options(cls, v: Any) -> dict[str, str]:
+        """``KEY=VALUE`` strings (the CLI, a CSV cell) or a mapping (a job file), checked against GDAL's COG driver."""
+        from .sinks.geotiff import creation
+
+        return creation.check(creation.parse(v))
+
+    @field_validator("vector_classes", mode="before")
+    @classmethod
+    def _class_list(cls, v: Any) -> Any:
+        """A CSV cell or one flag may list several classes: ``water,built``."""
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, (list, tuple)):
+            v = tuple(s.strip() for item in v for s in str(item).split(",") if s.strip())
+        return v
 
     @field_validator("tile")
     @classmethod
@@ -122,7 +151,9 @@ class RunOptions(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change outputs (used to decide whether a finished scene is stale)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_OUTPUT}
+        defaults = {k: RunOptions.model_fields[k].get_default(call_default_factory=True) for k in _FINGERPRINT_WHEN_SET}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in _NOT_OUTPUT and not (k in defaults and v == defaults[k])}
 
 
 RUN_OPTION_NAMES: tuple[str, ...] = tuple(RunOptions.model_fields)

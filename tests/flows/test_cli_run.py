@@ -39,7 +39,8 @@ def test_run_writes_outputs_and_prints_one_summary_line(tmp_path, ckpt, capsys):
     assert len(out) == 1 and out[0].startswith("field.tif: 96x96 -> ") and "Mpix/s" in out[0]
     scene = tmp_path / "out" / "field"
     assert sorted(p.name for p in scene.iterdir()) == [
-        "field_confidence.tif", "field_mask.tif", "qa.html", "qa.json", "record.json"]
+        "field_confidence.tif", "field_mask.qml", "field_mask.tif", "field_mask.tif.aux.xml", "qa.html", "qa.json",
+        "record.json"]
 
 
 @pytest.mark.parametrize("case", ["not_a_raster", "missing_model", "corrupt_model", "wrong_bands", "bad_tile"])
@@ -70,3 +71,28 @@ def test_bad_input_is_exit_2_with_one_line_naming_the_file(tmp_path, ckpt, capsy
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("segpipe: error: ") and expect in err[0], err
     assert not list((tmp_path / "out").rglob("*.tif")) if (tmp_path / "out").exists() else True
+
+
+def test_repeated_flags_and_gdal_paths_reach_the_run_options(tmp_path, ckpt, capsys):
+    import zipfile
+
+    from flows.cli import build_parser
+    from flows.cli_run import options_from_args
+
+    args = build_parser().parse_args([
+        "run", "/vsizip//data/s.zip/a.tif", "--model", "m", "--out", "o", "--co", "COMPRESS=ZSTD", "--co",
+        "level=9", "--vectors", "--vector-classes", "water", "--vector-classes", "trees"])
+    assert args.input == "/vsizip//data/s.zip/a.tif"  # a str: Path() would collapse the //
+    opts = options_from_args(args)
+    assert opts.co == {"COMPRESS": "ZSTD", "LEVEL": "9"} and opts.vectors and opts.vector_classes == ("water", "trees")
+
+    src = _scene(tmp_path / "field.tif")
+    with zipfile.ZipFile(tmp_path / "s.zip", "w") as z:
+        z.write(src, "field.tif")
+    rc = main(["run", f"/vsizip/{tmp_path}/s.zip/field.tif", "--model", str(ckpt), "--out", str(tmp_path / "out"),
+               "--device", "cpu", "--quiet"])
+    assert rc == 0 and (tmp_path / "out" / "field" / "field_mask.tif").is_file()
+    capsys.readouterr()
+    rc = main(["run", str(src), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--co", "COMPRES=ZSTD"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "COMPRES is not a creation option of GDAL's COG driver" in err[0]

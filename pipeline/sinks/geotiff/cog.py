@@ -79,9 +79,13 @@ class _TiledFile:
         self._pending_rows = 0
         self._next_row = 0
         predictor = 3 if np.dtype(dtype).kind == "f" else 2
+        # Several bands of scores are grey bands: left to GDAL's default they would be tagged RGB(A),
+        # and GIS would show three class probabilities as colours and the fourth as transparency.
+        grey = dict(photometric="MINISBLACK") if count > 1 else {}
         self.ds = _open_temp(path, dict(
             driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs=crs, transform=transform,
-            nodata=nodata, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, predictor=predictor, bigtiff="IF_SAFER"))
+            nodata=nodata, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, predictor=predictor, bigtiff="IF_SAFER",
+            **grey))
 
     @property
     def complete(self) -> bool:
@@ -125,11 +129,13 @@ class GeoTiffSink:
     Other outputs get GDAL's overviews at ``finish()``.
     """
 
-    def __init__(self, spec: OutputSpec, grid: Grid, compress: Compress = "deflate") -> None:
+    def __init__(self, spec: OutputSpec, grid: Grid, compress: Compress = "deflate",
+                 creation: dict[str, str] | None = None) -> None:
         self._validator = _validator()
         self.spec = spec
         self.grid = grid
         self.compress = compress
+        self.creation = {k.upper(): v for k, v in (creation or {}).items()}  # --co, checked by RunOptions
         self.tmp = temp_path(spec.path, ".tif")
         self.cog_tmp = temp_path(spec.path, ".tif")
         self._levels: list[_TiledFile] = []
@@ -185,8 +191,8 @@ class GeoTiffSink:
         self._file.close()
         for level in self._levels:
             level.close()
-        opts = dict(driver="COG", compress=self.compress.upper(), predictor="YES", blocksize=BLOCK,
-                    bigtiff="IF_SAFER", num_threads="ALL_CPUS")
+        opts = dict(COMPRESS=self.compress.upper(), PREDICTOR="YES", BLOCKSIZE=str(BLOCK), BIGTIFF="IF_SAFER",
+                    NUM_THREADS="ALL_CPUS")
         try:
             if self._pyramid is not None:
                 if not self._pyramid.complete or not all(lv.complete for lv in self._levels):
@@ -194,16 +200,17 @@ class GeoTiffSink:
                 source = self.tmp.with_suffix(".vrt")
                 gdal_copy(str(self.tmp), str(source), driver="VRT")
                 vrt_with_overviews(source, [lv.path for lv in self._levels])
-                opts["overviews"] = "FORCE_USE_EXISTING"
+                opts["OVERVIEWS"] = "FORCE_USE_EXISTING"
             else:
                 source = self.tmp
-                opts["overview_resampling"] = self.spec.overview_resampling.upper()
-            gdal_copy(str(source), str(self.cog_tmp), **opts)
+                opts["OVERVIEW_RESAMPLING"] = self.spec.overview_resampling.upper()
+            opts.update(self.creation)  # the user's creation options last (those segpipe owns are refused)
+            gdal_copy(str(source), str(self.cog_tmp), driver="COG", **opts)
         except RasterioError as exc:
             self.abort()
             raise OutputError(f"{self.spec.path}: COG conversion failed: {exc}") from exc
         self._validator.result()
-        problems = cog_problems(self.cog_tmp)
+        problems = cog_problems(self.cog_tmp, int(opts["BLOCKSIZE"]))
         if problems:
             self.abort()
             raise OutputError(f"{self.spec.path}: written file is not a valid COG: {'; '.join(problems)}")
@@ -257,22 +264,22 @@ def _validator() -> Task[object]:
     return Task(importlib.import_module, "rio_cogeo.cogeo", role="import")
 
 
-def cog_problems(path: Path) -> list[str]:
+def cog_problems(path: Path, block: int = BLOCK) -> list[str]:
     """Errors rio-cogeo's validator finds in ``path`` (empty list: a valid COG).
 
     rio-cogeo decides "tiled" by ``block width != image width``, so a level exactly one
     block wide (512 px) reads as striped. Such reports are dropped when the level really
-    has square BLOCK x BLOCK tiles.
+    has square ``block`` x ``block`` tiles.
     """
     from rio_cogeo.cogeo import cog_validate
 
     valid, errors, _warnings = cog_validate(str(path), quiet=True)
     if valid:
         return []
-    return [e for e in errors if not _false_not_tiled(path, e)] if errors else ["not a valid COG"]
+    return [e for e in errors if not _false_not_tiled(path, e, block)] if errors else ["not a valid COG"]
 
 
-def _false_not_tiled(path: Path, error: str) -> bool:
+def _false_not_tiled(path: Path, error: str, block: int) -> bool:
     if "not tiled" not in error:
         return False
     level = None
@@ -280,4 +287,4 @@ def _false_not_tiled(path: Path, error: str) -> bool:
         level = int(error.split()[3])
     opts = {} if level is None else {"OVERVIEW_LEVEL": level}
     with rasterio.open(path, **opts) as ds:
-        return tuple(ds.block_shapes[0]) == (BLOCK, BLOCK)
+        return tuple(ds.block_shapes[0]) == (block, block)

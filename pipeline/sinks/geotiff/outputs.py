@@ -2,10 +2,14 @@
 
     NAME_mask.tif           class ids, uint8 (uint16 past 255 classes), nodata 255 (65535),
                             colour table and class names, mode overviews
+    NAME_mask.tif.aux.xml   its legend for GIS: category names, colour table, attribute table
+    NAME_mask.qml           its QGIS style (paletted, one entry per class)
     NAME_confidence.tif     max class probability x 254 (band scale 1/254), 255 = nodata
-    NAME_probabilities.tif  one band per class, same encoding
+    NAME_probabilities.tif  one grey band per class, same encoding
+    NAME_vectors.gpkg       on request: one polygon per connected region (``sinks.vectors``)
 
-Every file carries the provenance tags of :func:`provenance`.
+Every raster carries the provenance tags of :func:`provenance`; ``--co`` creation options
+go to all of them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ...readers.vsi import public
 from ...spec import ModelSpec
 from ..base import FieldSink, Sink
 from .cog import GeoTiffSink, Grid, OutputSpec
+from .legend import LegendSink
 
 
 def label_encoding(num_classes: int) -> tuple[str, int, torch.dtype]:
@@ -63,7 +68,13 @@ def scene_sinks(info: RasterInfo, spec: ModelSpec, options: RunOptions, folder: 
             tuple(f"p({n}) x 254" for n in spec.class_names), tags, 1.0 / PROB_SCALE)))
 
     def maker(name: str, band_field: Any, out: OutputSpec) -> Callable[[], Sink]:
-        return lambda: FieldSink(name, band_field, GeoTiffSink(out, grid, options.compress))
+        return lambda: FieldSink(name, band_field, GeoTiffSink(out, grid, options.compress, options.co))
 
-    return [maker(*o) for o in outs]
+    mask = maker(*outs[0])
+    makers = [lambda: LegendSink(mask(), spec.class_names, spec.colors()), *(maker(*o) for o in outs[1:])]
+    if options.vectors:
+        from ..vectors import vector_sink
+
+        makers.append(lambda: vector_sink(info, spec, options, folder / f"{stem}_vectors.gpkg"))
+    return makers
 
