@@ -114,6 +114,25 @@ def check_no_nan(ctx: CheckContext) -> CheckResult:
     return CheckResult(name="no_nan", status="pass", detail=f"{len(floats)} float output(s) finite")
 
 
+def check_vectors(path: Path) -> CheckResult:
+    """The vector output (``--vectors``) reads back; its feature counts per class, as the report's finding.
+
+    An extra check (the scene run passes it when it wrote vectors), not one of ``CHECKS``.
+    """
+    try:
+        import pyogrio.raw
+
+        _, _, _, (names,) = pyogrio.raw.read(path, columns=["class_name"], read_geometry=False)
+    except Exception as exc:  # noqa: BLE001 - reported, never raised
+        return CheckResult(name="vectors", status="fail", detail=f"{path.name} does not read back: {exc}")
+    counts: dict[str, int] = {}
+    for n in names.tolist():
+        counts[n] = counts.get(n, 0) + 1
+    per_class = ", ".join(f"{n} {c:,}" for n, c in sorted(counts.items()))
+    return CheckResult(name="vectors", status="pass",
+                       detail=f"{len(names):,} feature(s)" + (f": {per_class}" if per_class else ""))
+
+
 CHECKS: dict[str, Check] = {
     "complete": check_complete,
     "geometry": check_geometry,

@@ -22,12 +22,14 @@ from ..engine import Predictor, ProgressFn, resolve_device, stats_for
 from ..errors import SegpipeWarning, collected_warnings
 from ..options import RunOptions
 from ..qa import QAThresholds, SceneQA
+from ..qa.checks import check_vectors
 from ..qa.tally import BandTallier
 from ..readers.geotiff import RasterInfo, RasterSource, StripReader, open_raster
 from ..readers.identity import Identity, input_identity
 from ..readers.vsi import InputPath, as_input
 from ..sinks import SinkSet, Watched
 from ..sinks.geotiff import BLOCK, label_encoding, provenance, scene_sinks
+from ..sinks.vectors import VectorSink
 from ..sinks.writer import Observer
 from ..spec import ModelSpec
 from ..threads import Task
@@ -105,8 +107,11 @@ def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, p
     facts = dict(tiles_total=streamed.stats.tiles_total, tiles_skipped=streamed.stats.tiles_skipped,
                  valid_pixels=streamed.writer.valid_pixels, entropy_sum=streamed.writer.entropy_sum,
                  **device_facts(predictor))
+    facts.update({"vectors": s.facts() for s in sinks.sinks if isinstance(s, VectorSink)})
     timings = {**streamed.timings(), "finalise_s": finalise_s}
-    image_qa = None if scene_qa is None else ImageQA(scene_qa, watched[-1], outputs, input=info.path)
+    extra = {"vectors": lambda: check_vectors(outputs["vectors"])} if "vectors" in outputs else None
+    image_qa = None if scene_qa is None else ImageQA(scene_qa, watched[-1], outputs, input=info.path,
+                                                     extra_checks=extra)
     return outputs, timings, facts, image_qa
 
 

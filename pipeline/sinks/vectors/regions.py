@@ -1,0 +1,162 @@
+"""Connected regions of a class map as polygons, band by band, merged exactly across the seams.
+
+A scene's class map arrives as row bands, top to bottom, and is never whole in memory. Each
+band's regions are labelled (``scipy.ndimage.label`` per class, 4-connectivity: pixels that
+share an edge; two pixels touching at a corner are two regions, as GDAL's polygonize and
+QA's component counts have it) and polygonised by GDAL (``rasterio.features.shapes`` on the
+label image: one polygon per label, holes included). Coordinates are pixel corners, integers,
+so polygons that meet on a seam share their edge exactly and ``shapely.unary_union`` joins
+them without slivers.
+
+Only regions that reach a band's last row can grow: they are held *open*, keyed by their
+labels in that row. The next band's first row says which of its regions continue which open
+ones (the same class in vertically adjacent pixels); regions joined that way are merged
+(union-find: a U-shape's two arms become one region when its bottom arrives). A region that
+does not reach the new band's last row can no longer grow and is handed out, its pieces
+unioned once. So memory holds one band's labels plus the pieces of the regions still open:
+the geometry of those regions, which the output holds anyway, never the scene.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.features import shapes
+from scipy import ndimage
+from shapely.geometry import shape
+
+FOUR = ndimage.generate_binary_structure(2, 1)  # edge neighbours only
+
+
+@dataclass(eq=False)
+class Region:
+    """A connected region of one class: its pieces (polygons in pixel coordinates, one per band it
+    crosses), pixel count and the sum of its pixels' confidence codes (0..254)."""
+
+    cls: int
+    pieces: list[shapely.Polygon] = field(default_factory=list)
+    pixels: int = 0
+    confidence: float = 0.0
+    into: Region | None = None  # set when merged into another region
+
+    def root(self) -> Region:
+        r = self
+        while r.into is not None:
+            r = r.into
+        return r
+
+    def absorb(self, other: Region) -> None:
+        self.pieces += other.pieces
+        self.pixels += other.pixels
+        self.confidence += other.confidence
+        other.pieces, other.into = [], self
+
+    def polygon(self) -> shapely.Geometry:
+        """The region's outline (pixel coordinates: x = column, y = row, pixel corners).
+
+        The union keeps a vertex where a straight edge crossed a seam; simplifying with
+        tolerance 0 drops exactly those (collinear) points, so the outline does not depend on
+        where the bands were cut.
+        """
+        if len(self.pieces) == 1:
+            return self.pieces[0]
+        return shapely.simplify(shapely.unary_union(self.pieces), 0.0)
+
+
+class RegionTracker:
+    """Feeds bands of a class map in row order; returns the regions that are complete.
+
+    Args:
+        classes: class ids to polygonise (others, and nodata, are left out).
+    """
+
+    def __init__(self, classes: Sequence[int]) -> None:
+        self.classes = tuple(int(c) for c in classes)
+        self._open: dict[int, Region] = {}  # label in the last row seen -> its region
+        self._last: np.ndarray | None = None  # labels of the last row seen
+        self._last_cls: np.ndarray | None = None
+        self._next_row = 0
+
+    def add(self, row0: int, labels: np.ndarray, confidence: np.ndarray | None) -> list[Region]:
+        """Rows ``[row0, row0 + h)`` (the next ones) of the class map and their confidence codes."""
+        if row0 != self._next_row:
+            raise ValueError(f"rows must arrive in order: got {row0}, expected {self._next_row}")
+        self._next_row = row0 + labels.shape[0]
+        ids, cls_of = self._label(labels)
+        n = len(cls_of) - 1
+        flat = ids.ravel()
+        pixels = np.bincount(flat, minlength=n + 1)
+        conf = (np.bincount(flat, weights=confidence.ravel(), minlength=n + 1) if confidence is not None
+                else np.zeros(n + 1))
+        attached = self._continue(ids[0], cls_of)
+        done: list[Region] = []
+        new_open: dict[int, Region] = {}
+        last = set(np.unique(ids[-1]).tolist()) - {0}
+        for geom, value in shapes(ids, mask=ids > 0, connectivity=4, transform=Affine.translation(0, row0)):
+            q = int(value)
+            piece = Region(int(cls_of[q]), [shape(geom)], int(pixels[q]), float(conf[q]))
+            region = attached[q].root() if q in attached else piece
+            if region is not piece:
+                region.absorb(piece)
+            if q in last:
+                new_open[q] = region
+            elif q not in attached:
+                done.append(region)
+        still = {id(r.root()) for r in new_open.values()}
+        seen: set[int] = set()
+        for r in [*self._open.values(), *attached.values()]:
+            r = r.root()
+            if id(r) not in still and id(r) not in seen:
+                seen.add(id(r))
+                done.append(r)
+        self._open = {q: r.root() for q, r in new_open.items()}
+        self._last, self._last_cls = ids[-1].copy(), cls_of[ids[-1]]
+        return done
+
+    def finish(self) -> list[Region]:
+        """The regions still open after the last band."""
+        out, seen = [], set()
+        for r in self._open.values():
+            r = r.root()
+            if id(r) not in seen:
+                seen.add(id(r))
+                out.append(r)
+        self._open = {}
+        return out
+
+    def _label(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(h, W) int32 region labels (0: not polygonised) and each label's class."""
+        ids = np.zeros(labels.shape, np.int32)
+        cls_of, offset = [0], 0
+        for c in self.classes:
+            mask = labels == c
+            if not mask.any():
+                continue
+            lab, k = ndimage.label(mask, structure=FOUR, output=np.int32)
+            lab[mask] += offset
+            ids += lab
+            cls_of += [c] * k
+            offset += k
+        return ids, np.asarray(cls_of, dtype=np.int64)
+
+    def _continue(self, first: np.ndarray, cls_of: np.ndarray) -> dict[int, Region]:
+        """New label -> the open region it continues (merging open regions that it joins)."""
+        if self._last is None or not self._open:
+            return {}
+        touch = (self._last > 0) & (first > 0) & (self._last_cls == cls_of[first])
+        if not touch.any():
+            return {}
+        pairs = np.unique(np.stack([self._last[touch], first[touch]]), axis=1)
+        attached: dict[int, Region] = {}
+        for p, q in pairs.T.tolist():
+            rp = self._open[p].root()
+            rq = attached.get(q)
+            if rq is None:
+                attached[q] = rp
+            elif rq.root() is not rp:
+                rp.absorb(rq.root())
+        return attached
