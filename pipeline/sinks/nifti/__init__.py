@@ -4,6 +4,7 @@
     write.py        write_label_volume: input header copy, temp file, geometry check, sidecars
     labelfiles.py   text of the JSON / 3D Slicer / ITK-SNAP label files
     labelvolumes.py per-label voxel counts and mL, from the bands' tallies
+    slicer.py       the label volume as a 3D Slicer segmentation (.seg.nrrd: named, coloured segments)
     pgzip.py        .nii.gz compressed on every core
 """
 

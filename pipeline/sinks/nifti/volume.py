@@ -2,6 +2,7 @@
 
     NAME_labels.nii.gz               uint8 labels (uint16 past 256 classes); 0 at invalid voxels
     NAME_labels.labels.json/.ctbl/.itksnap.txt   label names and colours
+    NAME_labels.seg.nrrd             the same labels as a 3D Slicer segmentation (``slicer.py``)
     NAME_confidence.nii.gz           optional: max probability x 254, 255 = invalid
     NAME_probability_<class>.nii.gz  optional, one per class: probability x 254, 255 = invalid
 
@@ -25,6 +26,7 @@ from ...readers.nifti.slicing import plane_shape
 from ...readers.nifti.volume import Volume
 from ...spec import ModelSpec
 from ..base import Sink, remove
+from .slicer import SlicerSink
 from .write import OutputKind, sidecars, write_label_volume
 
 
@@ -128,7 +130,8 @@ def volume_sinks(vol: Volume, spec: ModelSpec, options: RunOptions, folder: Path
         return prefix + key, folder / f"{stem}_{key}.nii.gz", description
 
     dtype = np.uint8 if spec.num_classes <= 256 else np.uint16
-    makers = [lambda: VolumeSink(vol, [file("labels")], "labels", "labels", dtype, 0, spec)]
+    makers = [lambda: SlicerSink(VolumeSink(vol, [file("labels")], "labels", "labels", dtype, 0, spec), vol,
+                                 folder / f"{stem}_labels.seg.nrrd", spec.class_names, spec.colors())]
     if options.confidence:
         makers.append(lambda: VolumeSink(vol, [file("confidence")], "confidence", "confidence", np.uint8,
                                          PROB_NODATA, spec))
