@@ -41,13 +41,11 @@ def _lib() -> ctypes.CDLL | None:
 
 
 def _library_path() -> str | None:
-    try:  # Linux: the libgdal this process mapped (rasterio's wheel or a system GDAL)
-        with open("/proc/self/maps") as f:
-            mapped = sorted({line.split()[-1] for line in f if "libgdal" in line.rsplit("/", 1)[-1]})
-        if mapped:
-            return mapped[0]
-    except OSError:
-        pass
+    """rasterio's own libgdal: the one its wheel bundles, else the system GDAL this process mapped.
+
+    Never another package's bundled copy (pyogrio's wheel brings a GDAL of its own, with other
+    drivers and codecs, and both are loaded in a run that writes vectors).
+    """
     import rasterio
 
     here = os.path.dirname(rasterio.__file__)
@@ -55,6 +53,14 @@ def _library_path() -> str | None:
         found = sorted(glob.glob(pattern))
         if found:
             return found[0]
+    try:  # Linux, rasterio built against a system GDAL: the libgdal mapped outside any wheel's .libs
+        with open("/proc/self/maps") as f:
+            mapped = sorted({line.split()[-1] for line in f if "libgdal" in line.rsplit("/", 1)[-1]})
+        system = [p for p in mapped if ".libs/" not in p and "/.dylibs/" not in p]
+        if system:
+            return system[0]
+    except OSError:
+        pass
     return ctypes.util.find_library("gdal")
 
 
@@ -65,6 +71,7 @@ _SIGNATURES: tuple[tuple[str, Any, list[Any]], ...] = (
     ("VSICurlPartialClearCache", None, [ctypes.c_char_p]),
     ("CSLDestroy", None, [_STRS]),
     ("GDALAllRegister", None, []),
+    ("GDALVersionInfo", ctypes.c_char_p, [ctypes.c_char_p]),
     ("GDALGetDriverByName", _P, [ctypes.c_char_p]),
     ("GDALGetMetadataItem", ctypes.c_char_p, [_P, ctypes.c_char_p, ctypes.c_char_p]),
 )
@@ -72,6 +79,12 @@ _SIGNATURES: tuple[tuple[str, Any, list[Any]], ...] = (
 
 def available() -> bool:
     return _lib() is not None
+
+
+def version() -> str | None:
+    """The GDAL release these functions call (rasterio's: ``rasterio.__gdal_version__``)."""
+    lib = _lib()
+    return None if lib is None else lib.GDALVersionInfo(b"RELEASE_NAME").decode()
 
 
 def file_headers(path: str) -> dict[str, str] | None:

@@ -122,3 +122,12 @@ def test_dicom_files_and_folders_are_named_as_dicom_with_the_conversion_command(
         msg = str(err.value)
         assert "DICOM is not read" in msg and "dcm2niix" in msg and str(folder) in msg and "\n" not in msg
         assert "GeoTIFF" not in msg
+
+
+def test_the_gdal_functions_are_called_in_rasterios_gdal_even_beside_pyogrios():
+    import pyogrio  # noqa: F401 - loads a GDAL of its own (another version, other codecs)
+
+    from pipeline import gdal_lib
+
+    assert gdal_lib.version() == rasterio.__gdal_version__
+    assert "ZSTD" in {v.text for v in gdal_lib.creation_options("COG")["COMPRESS"].iter("Value")}
