@@ -1,8 +1,8 @@
 """``--vectors`` against the raster-only run of the same scene: Mpix/s and peak RSS, in one run.
 
-    python3 bench/bench_vectors.py --size 20000 [--repeat N] [--qa]
+    python3 bench/bench_vectors.py --size 20000 [--pattern islands|web] [--repeat N] [--qa]
 
-A synthetic ``size x size`` one-band scene of smooth blobs (tiled, DEFLATE) is segmented by
+A synthetic ``size x size`` one-band scene (tiled, DEFLATE; see :func:`pattern`) is segmented by
 a stand-in model that bins intensity into 4 classes (so the engine, the writers and the
 vector sink are what is measured, not a network), twice per repeat in child processes:
 outputs only, then with ``--vectors``. Each child reports its seconds and its own peak RSS
@@ -28,8 +28,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CENTRES = (40.0, 110.0, 170.0, 230.0)  # class k: intensity nearest CENTRES[k]
 
 
-def write_scene(path: Path, size: int) -> None:
-    """Smooth blobs (sums of sinusoids), written strip by strip: never whole in memory."""
+def pattern(pattern: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """uint8 intensities. ``web``: smooth blobs whose classes join into scene-spanning networks
+    (one region covers ~40 % of the scene). ``islands``: bounded regions (~60 px lobes, each
+    class an island in the background) as buildings or water bodies are."""
+    if pattern == "web":
+        v = (np.sin(x / 57.0 + 2 * np.sin(y / 91.0)) + np.cos(y / 47.0 + 1.5 * np.sin(x / 73.0))
+             + 0.5 * np.sin((x + y) / 23.0))
+        return np.clip(128 + 50 * v, 0, 255).astype(np.uint8)
+    v = np.sin(x / 57.0 + np.sin(y / 97.0)) * np.sin(y / 61.0)
+    out = np.full(v.shape, CENTRES[0], np.float32)
+    out[v > 0.35] = CENTRES[2]
+    out[v > 0.55] = CENTRES[3]
+    out[v < -0.5] = CENTRES[1]
+    return out.astype(np.uint8)
+
+
+def write_scene(path: Path, size: int, kind: str) -> None:
+    """The scene, written strip by strip: never whole in memory."""
     import rasterio
     from affine import Affine
 
@@ -39,9 +55,7 @@ def write_scene(path: Path, size: int) -> None:
         x = np.arange(size, dtype=np.float32)[None, :]
         for y0 in range(0, size, 512):
             y = np.arange(y0, min(size, y0 + 512), dtype=np.float32)[:, None]
-            v = (np.sin(x / 57.0 + 2 * np.sin(y / 91.0)) + np.cos(y / 47.0 + 1.5 * np.sin(x / 73.0))
-                 + 0.5 * np.sin((x + y) / 23.0))
-            ds.write(np.clip(128 + 50 * v, 0, 255).astype(np.uint8)[None], window=((y0, y0 + y.shape[0]), (0, size)))
+            ds.write(pattern(kind, x, y)[None], window=((y0, y0 + y.shape[0]), (0, size)))
 
 
 def bins_model():
@@ -94,6 +108,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--pattern", choices=["web", "islands"], default="islands")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--qa", action="store_true", help="QA report on in both runs (default: off, the sinks alone)")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -106,10 +121,10 @@ def main() -> None:
         return child(args.scene, args.out, args.vectors, args.qa, args.workers)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="segpipe-bench-vectors-"))
     work.mkdir(parents=True, exist_ok=True)
-    scene = work / f"blobs_{args.size}.tif"
+    scene = work / f"{args.pattern}_{args.size}.tif"
     if not scene.exists():
         t = time.perf_counter()
-        write_scene(scene, args.size)
+        write_scene(scene, args.size, args.pattern)
         print(f"scene {args.size} x {args.size} written in {time.perf_counter() - t:.0f} s", flush=True)
     mpix = args.size * args.size / 1e6
     print(f"load average before: {os.getloadavg()}", flush=True)

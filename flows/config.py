@@ -26,8 +26,8 @@ from pydantic import Field, field_validator
 
 from pipeline.errors import ConfigError
 from pipeline.options import RUN_OPTION_NAMES, RunOptions, validate
-from pipeline.readers.vsi import absolute
 from pipeline.qa.schema import QAThresholds
+from pipeline.readers.vsi import absolute
 
 __all__ = ["RUN_OPTION_NAMES", "JobConfig", "RunOptions", "load_job", "read_job_file", "validate"]
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
+import shapely.errors
 from affine import Affine
 from rasterio.features import shapes
 from scipy import ndimage
@@ -55,16 +56,59 @@ class Region:
         self.confidence += other.confidence
         other.pieces, other.into = [], self
 
-    def polygon(self) -> shapely.Geometry:
+    def polygon(self, seams: Sequence[int] = ()) -> shapely.Geometry:
         """The region's outline (pixel coordinates: x = column, y = row, pixel corners).
 
-        The union keeps a vertex where a straight edge crossed a seam; simplifying with
-        tolerance 0 drops exactly those (collinear) points, so the outline does not depend on
-        where the bands were cut.
+        The pieces meet only along the seams (the first rows of the bands after the first):
+        with ``seams`` given, they are noded there (every vertex one piece has on a seam line
+        added to the others' edges on it) and joined by GEOS's coverage union, which only drops
+        the shared edges (measured: 1.75 x faster than the general union on a region of 5.6 M
+        vertices, bench/RESULTS.md); without, or should the coverage union refuse, by the
+        general union. Either keeps a vertex where a straight edge crossed a seam; simplifying
+        with tolerance 0 drops exactly those (collinear) points, so the outline does not
+        depend on where the bands were cut.
         """
         if len(self.pieces) == 1:
             return self.pieces[0]
+        if seams:
+            try:
+                return shapely.simplify(shapely.coverage_union_all(node_on_seams(self.pieces, seams)), 0.0)
+            except shapely.errors.GEOSException:
+                pass
         return shapely.simplify(shapely.unary_union(self.pieces), 0.0)
+
+
+def node_on_seams(pieces: Sequence[shapely.Polygon], seams: Sequence[int]) -> list[shapely.Polygon]:
+    """The pieces with, on each exterior edge along a seam line, every vertex any piece has on that line.
+
+    Only exteriors reach a band's first or last row (a hole inside a piece is enclosed within
+    its band), and the seam edges are horizontal: the added vertices are the breakpoints
+    strictly between each such edge's ends, in the edge's direction.
+    """
+    seam_rows = np.asarray(sorted(set(seams)), dtype=float)
+    rings = [shapely.get_coordinates(p.exterior) for p in pieces]
+    breaks: dict[float, np.ndarray] = {}
+    for xy in rings:
+        on = np.isin(xy[:, 1], seam_rows)
+        for y in np.unique(xy[on, 1]).tolist():
+            breaks[y] = np.union1d(breaks.get(y, np.empty(0)), xy[xy[:, 1] == y, 0])
+    out = []
+    for p, xy in zip(pieces, rings):
+        along = np.flatnonzero((xy[:-1, 1] == xy[1:, 1]) & np.isin(xy[:-1, 1], seam_rows))
+        parts, start = [], 0
+        for i in along.tolist():
+            a, b, y = xy[i, 0], xy[i + 1, 0], xy[i, 1]
+            bx = breaks[float(y)]
+            mid = bx[(bx > min(a, b)) & (bx < max(a, b))]
+            if mid.size:
+                parts += [xy[start:i + 1], np.column_stack([mid if a < b else mid[::-1], np.full(mid.size, y)])]
+                start = i + 1
+        if not parts:
+            out.append(p)
+            continue
+        parts.append(xy[start:])
+        out.append(shapely.Polygon(np.concatenate(parts), [np.asarray(r.coords) for r in p.interiors]))
+    return out
 
 
 class RegionTracker:
@@ -80,12 +124,15 @@ class RegionTracker:
         self._last: np.ndarray | None = None  # labels of the last row seen
         self._last_cls: np.ndarray | None = None
         self._next_row = 0
+        self.seams: list[int] = []  # first row of every band after the first
 
     def add(self, row0: int, labels: np.ndarray, confidence: np.ndarray | None) -> list[Region]:
         """Rows ``[row0, row0 + h)`` (the next ones) of the class map and their confidence codes."""
         if row0 != self._next_row:
             raise ValueError(f"rows must arrive in order: got {row0}, expected {self._next_row}")
         self._next_row = row0 + labels.shape[0]
+        if row0:
+            self.seams.append(row0)
         ids, cls_of = self._label(labels)
         n = len(cls_of) - 1
         flat = ids.ravel()

@@ -81,7 +81,7 @@ class VectorSink:
             self._emit(region)
 
     def _emit(self, region: Region) -> None:
-        pixel_outline = region.polygon()
+        pixel_outline = region.polygon(self.tracker.seams)
         outline = shapely.transform(pixel_outline, self._to_map)
         area = self.area.m2(region.pixels, outline)
         if self.min_area and (area if area == area else region.pixels) < self.min_area:  # NaN: no CRS, pixels
