@@ -131,3 +131,21 @@ def test_the_gdal_functions_are_called_in_rasterios_gdal_even_beside_pyogrios():
 
     assert gdal_lib.version() == rasterio.__gdal_version__
     assert "ZSTD" in {v.text for v in gdal_lib.creation_options("COG")["COMPRESS"].iter("Value")}
+
+
+def test_without_headers_a_gdal_path_is_identified_by_its_header_and_sampled_blocks():
+    from rasterio.io import MemoryFile
+
+    data = np.random.default_rng(5).integers(0, 200, (2, 300, 300)).astype(np.uint8)
+    profile = dict(driver="GTiff", width=300, height=300, count=2, dtype="uint8", tiled=True, blockxsize=64,
+                   blockysize=64, crs="EPSG:32633", transform=rasterio.Affine(10, 0, 0, 0, -10, 0))
+    with MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(data)
+        ident = input_identity(mem.name)  # /vsimem/...: neither an archive nor on the network
+        assert ident["method"] == "sample-sha256" and input_identity(mem.name) == ident
+        assert identity_changed({"identity": ident}, mem.name) is None
+    with MemoryFile() as other:  # the same header, other pixels in the sampled blocks
+        with other.open(**profile) as ds:
+            ds.write(data[:, ::-1])
+        assert input_identity(other.name)["value"] != ident["value"]
