@@ -138,7 +138,8 @@ def main() -> None:
               f"{raster['peak_rss_mb']:.0f} MiB | with vectors: {mpix / vec['seconds']:.1f} Mpix/s "
               f"({vec['seconds']:.1f} s), peak RSS {vec['peak_rss_mb']:.0f} MiB | time x{ratio:.2f}, RSS "
               f"{vec['peak_rss_mb'] - raster['peak_rss_mb']:+.0f} MiB | {vec['vectors']['features']:,} features "
-              f"{vec['vectors']['features_per_class']}", flush=True)
+              f"{vec['vectors']['features_per_class']} | finalise {raster['timings']['finalise_s']:.1f} s vs "
+              f"{vec['timings']['finalise_s']:.1f} s (the vector layer's last regions and file)", flush=True)
     print(f"median time ratio {float(np.median(ratios)):.2f}; load average after: {os.getloadavg()}")
 
 
