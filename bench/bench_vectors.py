@@ -93,7 +93,8 @@ def child(scene: Path, out: Path, vectors: bool, qa: bool, workers: int) -> None
 
 
 def run_child(args, scene: Path, out: Path, vectors: bool) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--scene", str(scene), "--out", str(out), "--workers", str(args.workers)]
+    cmd = [sys.executable, __file__, "--child", "--scene", str(scene), "--out", str(out),
+           "--workers", str(args.workers)]
     cmd += ["--vectors"] if vectors else []
     cmd += ["--qa"] if args.qa else []
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -33,8 +33,8 @@ InputPath = str | Path
 _GDAL = re.compile(r"^/vsi[a-z0-9_]+(/|\?|\{|$)")
 _NETWORK = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)(_streaming)?[/?]")
 # An archive file system and the archive it reads: /vsizip//data/s.zip/a.tif, /vsizip/{/data/s.zip}/a.tif.
-_ARCHIVE = re.compile(r"^/vsi(zip|tar|7z|rar|gzip)/(\{(?P<braced>.+?)\}|(?P<plain>.+?\.(zip|kmz|tar|tgz|tar\.gz|7z|rar|gz)))"
-                      r"(/|$)", re.IGNORECASE)
+_ARCHIVE = re.compile(r"^/vsi(zip|tar|7z|rar|gzip)/(\{(?P<braced>.+?)\}|"
+                      r"(?P<plain>.+?\.(zip|kmz|tar|tgz|tar\.gz|7z|rar|gz)))(/|$)", re.IGNORECASE)
 
 # Opening: no directory listing, hence no sidecar probes (a remote scene's masks must be internal).
 OPEN_DEFAULTS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
@@ -92,6 +92,11 @@ def public(path: InputPath) -> str:
     netloc = parts.netloc.rsplit("@", 1)[-1]
     query = "&".join(f"{kv.split('=', 1)[0]}=..." for kv in parts.query.split("&") if kv) if parts.query else ""
     return head + urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def shown(path: InputPath) -> str:
+    """The path as messages name it: as given, less a URL's credentials (messages reach logs and records)."""
+    return public(path) if is_gdal_path(path) else str(path)
 
 
 def archive_of(path: InputPath) -> str | None:

@@ -26,7 +26,7 @@ from ..qa.checks import check_vectors
 from ..qa.tally import BandTallier
 from ..readers.geotiff import RasterInfo, RasterSource, StripReader, open_raster
 from ..readers.identity import Identity, input_identity
-from ..readers.vsi import InputPath, as_input
+from ..readers.vsi import InputPath, as_input, shown
 from ..sinks import SinkSet, Watched
 from ..sinks.geotiff import BLOCK, label_encoding, provenance, scene_sinks
 from ..sinks.vectors import VectorSink
@@ -100,10 +100,10 @@ def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, p
     finally:
         reader.close()
     if reader.nonfinite:
-        warnings.warn(f"{info.path}: {reader.nonfinite} pixel(s) with NaN/Inf values treated as nodata",
+        warnings.warn(f"{shown(info.path)}: {reader.nonfinite} pixel(s) with NaN/Inf values treated as nodata",
                       SegpipeWarning, stacklevel=3)
     if streamed.writer.valid_pixels == 0:
-        warnings.warn(f"{info.path}: no valid pixel; the mask is all nodata", SegpipeWarning, stacklevel=3)
+        warnings.warn(f"{shown(info.path)}: no valid pixel; the mask is all nodata", SegpipeWarning, stacklevel=3)
     facts = dict(tiles_total=streamed.stats.tiles_total, tiles_skipped=streamed.stats.tiles_skipped,
                  valid_pixels=streamed.writer.valid_pixels, entropy_sum=streamed.writer.entropy_sum,
                  **device_facts(predictor))
@@ -140,7 +140,7 @@ def _thumbnail(scene_qa: SceneQA, watched: Watched):
 def _check_bands(info: RasterInfo, spec: ModelSpec) -> None:
     if info.count != len(spec.bands) and spec.bands == tuple(range(1, len(spec.bands) + 1)):
         warnings.warn(
-            f"{info.path}: has {info.count} bands; the model uses bands {list(spec.bands)} only",
+            f"{shown(info.path)}: has {info.count} bands; the model uses bands {list(spec.bands)} only",
             SegpipeWarning, stacklevel=3,
         )
 

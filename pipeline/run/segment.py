@@ -11,7 +11,7 @@ from ..qa import QAThresholds
 from ..errors import InputError
 from ..readers import is_volume
 from ..readers.dicom import dicom_message, is_dicom
-from ..readers.vsi import as_input, is_gdal_path
+from ..readers.vsi import as_input, is_gdal_path, shown
 from ..readers.nifti import ReadAhead
 from ..sinks.writer import Observer
 from .layer import ModelHandle, SceneResult
@@ -29,7 +29,7 @@ def segment_file(input_path: str | Path, model: ModelHandle, out_root: str | Pat
     input_path = as_input(input_path)
     if is_gdal_path(input_path):
         if is_volume(input_path):
-            raise InputError(f"{input_path}: NIfTI volumes are read from local files only (GDAL virtual paths "
+            raise InputError(f"{shown(input_path)}: NIfTI volumes are read from local files only (GDAL virtual paths "
                              "are for rasters); copy the volume to a local folder first")
     elif is_dicom(input_path):
         raise InputError(dicom_message(input_path))

@@ -95,3 +95,13 @@ def test_a_missing_remote_scene_is_a_clear_permanent_error(served, tmp_path):
     base, _, _ = served
     with pytest.raises(InputError, match=r"/vsicurl/http://127\.0\.0\.1:\d+/nope\.tif: not a readable raster"):
         segment_file(f"/vsicurl/{base}/nope.tif", identity_handle(), tmp_path / "out", RunOptions(device="cpu"))
+
+
+def test_a_presigned_urls_signature_stays_out_of_errors(served, tmp_path):
+    from pipeline.errors import InputError
+
+    base, _, _ = served
+    with pytest.raises(InputError) as err:
+        segment_file(f"/vsicurl/{base}/nope.tif?X-Amz-Signature=s3cr3t", identity_handle(), tmp_path / "out",
+                     RunOptions(device="cpu"))
+    assert "s3cr3t" not in str(err.value) and "X-Amz-Signature=..." in str(err.value)

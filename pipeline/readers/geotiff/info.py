@@ -21,7 +21,7 @@ from rasterio.errors import RasterioIOError
 
 from ...errors import InputError, SegpipeWarning, TransientError
 from ..dicom import dicom_message, is_dicom
-from ..vsi import InputPath, as_input, is_gdal_path, is_network, opening
+from ..vsi import InputPath, as_input, is_gdal_path, is_network, opening, shown
 
 log = logging.getLogger(__name__)
 
@@ -71,31 +71,31 @@ def open_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> Raste
 
 def open_error(path: InputPath, exc: Exception) -> Exception:
     """The error for a raster GDAL cannot open or read: permanent, except a network failure (retried)."""
-    line = first_line(exc)
+    line, name = first_line(exc), shown(path)
     if is_network(path) and not any(s in line for s in ("HTTP response code: 4", "does not exist", "not recognized")):
-        return TransientError(f"{path}: cannot be read over the network ({line}); retried later")
+        return TransientError(f"{name}: cannot be read over the network ({line}); retried later")
     hint = "" if not is_gdal_path(path) else "; check the path and GDAL's credentials (docs/operations.md)"
-    return InputError(f"{path}: not a readable raster ({line}); expected a GeoTIFF or other GDAL raster{hint}")
+    return InputError(f"{name}: not a readable raster ({line}); expected a GeoTIFF or other GDAL raster{hint}")
 
 
 def read_error(path: InputPath, what: str, exc: Exception) -> Exception:
     """The error for a failed pixel read: a corrupt file is permanent, a network failure is retried."""
     if is_network(path):
-        return TransientError(f"{path}: cannot read {what} over the network ({first_line(exc)}); retried later")
-    return InputError(f"{path}: cannot read {what} (corrupt or truncated file?): {first_line(exc)}")
+        return TransientError(f"{shown(path)}: cannot read {what} over the network ({first_line(exc)}); retried later")
+    return InputError(f"{shown(path)}: cannot read {what} (corrupt or truncated file?): {first_line(exc)}")
 
 
 def _info(ds: rasterio.DatasetReader, path: InputPath, bands: tuple[int, ...] | None) -> RasterInfo:
     bands = tuple(bands) if bands else tuple(range(1, ds.count + 1))
     if max(bands) > ds.count:
         raise InputError(
-            f"{path}: has {ds.count} band(s) but the model reads bands {list(bands)}; "
+            f"{shown(path)}: has {ds.count} band(s) but the model reads bands {list(bands)}; "
             "use a checkpoint made for this sensor or re-order the bands"
         )
     dtypes = {ds.dtypes[b - 1] for b in bands}
     dtype = str(np.result_type(*dtypes))
     if np.dtype(dtype).kind == "c":
-        raise InputError(f"{path}: complex pixel type {dtype} not supported; expected real-valued bands")
+        raise InputError(f"{shown(path)}: complex pixel type {dtype} not supported; expected real-valued bands")
     flags = [ds.mask_flag_enums[b - 1] for b in bands]
     if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
         mask_kind = "dataset"
@@ -105,7 +105,7 @@ def _info(ds: rasterio.DatasetReader, path: InputPath, bands: tuple[int, ...] | 
         mask_kind = "none"
     crs = ds.crs if ds.crs else None
     if crs is None:
-        warnings.warn(f"{path}: has no CRS; the output keeps the pixel grid but is not georeferenced",
+        warnings.warn(f"{shown(path)}: has no CRS; the output keeps the pixel grid but is not georeferenced",
                       SegpipeWarning, stacklevel=3)
     return RasterInfo(
         path=path, width=ds.width, height=ds.height, count=ds.count, bands=bands, dtype=dtype,
