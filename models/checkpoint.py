@@ -364,4 +364,4 @@ def parse_color(value: str | Iterable[int]) -> tuple[int, int, int]:
     return rgb  # type: ignore[return-value]
 
 
-from .describe import describe  # noqa: E402 - re-exported: models.checkpoint.describe
+from .info import describe  # noqa: E402 - re-exported: models.checkpoint.describe
