@@ -31,7 +31,8 @@ from .prefetch import prefetch
 from .qa import QAThresholds, SceneQA, finalize_scene_qa
 from .raster.read import RasterInfo, StripReader, open_raster
 from .raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec
-from .record import (RECORD_NAME, completion_record, file_sha256, peak_rss_mb, remove_partials,
+from .peakmem import scene_facts, start_watch
+from .record import (RECORD_NAME, completion_record, file_sha256, remove_partials,
                      write_json_atomic)
 from .settings import RunSettings
 from .spec import ModelSpec
@@ -132,6 +133,7 @@ def segment_scene(
     """
     input_path, out_root = Path(input_path), Path(out_root)
     bound_gdal_cache()
+    start_watch(settings.device)  # this scene's peak memory, not the process's (record facts)
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
@@ -298,7 +300,7 @@ class _SceneRun:
         facts = dict(tiles_total=self.grid.n_tiles, tiles_skipped=self.tiles_skipped,
                      valid_pixels=writer.valid_pixels, entropy_sum=writer.entropy_sum,
                      oom_splits=self.predictor.oom_splits, device=str(self.device),
-                     precision=self.predictor.precision, peak_rss_mb=peak_rss_mb())
+                     precision=self.predictor.precision, **scene_facts())
         if self.device.type == "cuda":
             facts["peak_gpu_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         return outputs, self.timings, facts

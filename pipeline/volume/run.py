@@ -40,10 +40,12 @@ import numpy as np
 from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_warnings
 from ..infer import Predictor, resolve_device
 from ..qa import QAThresholds, SceneQA
+from ..qa.planes import Plane, centre_planes
 from ..qa.tally import BandTallier
 from ..qa.schema import QA_HTML, QA_JSON
 from ..qa.verdict import VERDICT_RANK
-from ..record import RECORD_NAME, completion_record, file_sha256, peak_rss_mb, write_json_atomic, write_text_atomic
+from ..peakmem import scene_facts, start_watch
+from ..record import RECORD_NAME, completion_record, file_sha256, write_json_atomic, write_text_atomic
 from ..scene import (ModelHandle, Progress, ProgressFn, SceneResult, attach_qa, prepare_scene_dir, qa_entry,
                      scene_dir_for)
 from ..workers import Background, RowWriter
@@ -100,6 +102,7 @@ def segment_volume(
             ``context`` disagrees with the checkpoint.
     """
     input_path, out_root = Path(input_path), Path(out_root)
+    start_watch(settings.device)  # this volume's peak memory, not the process's (record facts)
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
@@ -232,7 +235,8 @@ class _VolumeRun:
         qa = None
         if self.qa_enabled:
             qa = SceneQA.for_volume((vol.shape[axis], h, w), float(np.prod(vol.zooms)) / 1000.0,
-                                    self.spec.class_names, self.grid, colors=self.spec.colors(), threaded=True)
+                                    self.spec.class_names, self.grid, colors=self.spec.colors(), threaded=True,
+                                    slice_axis=axis)
             observers.append(lambda fs: qa.observe_slice(fs.index, fs.labels, fs.valid, fs.confidence,
                                                          fs.entropy_sum, fs.tallies))
         writer = RowWriter(sinks.sinks, observers)
@@ -253,7 +257,7 @@ class _VolumeRun:
             self.timings[k] += v
         self.timings["write_s"] += writer.busy_s
         t = time.perf_counter()
-        planes = _centre_planes(vol.data, sinks.labels.result()) if qa is not None else None
+        planes = centre_planes(vol.data, sinks.labels.result(), vol.zooms) if qa is not None else None
         outputs = self._write(sinks, vol, tag)
         self.timings["finalise_s"] += time.perf_counter() - t
         if qa is not None:
@@ -313,7 +317,7 @@ class _VolumeRun:
             valid_pixels=sum(v["valid_voxels"] for v in self.volumes),
             entropy_sum=sum(v["entropy_sum"] for v in self.volumes), n_volumes=len(self.volumes),
             volumes=self.volumes, oom_splits=self.predictor.oom_splits, device=str(self.device),
-            precision=self.predictor.precision, peak_rss_mb=peak_rss_mb())
+            precision=self.predictor.precision, **scene_facts())
         if len(self.volumes) == 1:
             facts["label_volumes"] = self.volumes[0]["label_volumes"]
             facts["normalization"] = self.volumes[0]["normalization"]
@@ -324,17 +328,6 @@ class _VolumeRun:
         return facts
 
 
-def _centre_planes(image: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(grey, labels) slices through the volume's centre in the three canonical (RAS+) planes.
-
-    Rows are flipped so that anterior/superior is up, as radiologists expect to see them.
-    Copies: the volumes themselves are not kept alive for the report.
-    """
-    i, j, k = (n // 2 for n in image.shape)
-    cut = {"axial": np.s_[:, :, k], "coronal": np.s_[:, j, :], "sagittal": np.s_[i, :, :]}
-    return {name: (np.flipud(image[c].T).copy(), np.flipud(labels[c].T).copy()) for name, c in cut.items()}
-
-
 @dataclass
 class _VolumeQA:
     """What one volume's QA report needs once the record is complete."""
@@ -342,7 +335,7 @@ class _VolumeQA:
     tag: str  # "" for a single volume, "t<i>" for volume i of a series
     index: int | None
     qa: SceneQA
-    planes: dict[str, tuple[np.ndarray, np.ndarray]] | None
+    planes: dict[str, Plane] | None
     header_check: Callable[[], list[str]]
     outputs: dict[str, Path]
 
