@@ -26,7 +26,8 @@ from ..sinks import BandWriter, SinkSet, Watched
 from ..spec import ModelSpec
 from ..threads import StopToken
 from ..tiling import TileGrid
-from .record import RECORD_NAME, peak_rss_mb
+from ..peakmem import scene_facts
+from .record import RECORD_NAME
 
 
 class ModelHandle(Protocol):
@@ -104,12 +105,9 @@ def finish_sinks(sinks: SinkSet, before: Callable[[], None] | None = None) -> tu
 
 
 def device_facts(predictor: Predictor) -> dict[str, Any]:
-    """Where and how the model ran, and the memory it took."""
-    facts: dict[str, Any] = dict(oom_splits=predictor.oom_splits, device=str(predictor.device),
-                                 precision=predictor.precision, peak_rss_mb=peak_rss_mb())
-    if predictor.device.type == "cuda":
-        facts["peak_gpu_mb"] = torch.cuda.max_memory_allocated(predictor.device) / 2**20
-    return facts
+    """Where and how the model ran, and the memory this input took (``peakmem``: not the process's)."""
+    return dict(oom_splits=predictor.oom_splits, device=str(predictor.device), precision=predictor.precision,
+                **scene_facts())
 
 
 def conclude(result: SceneResult, attach: Callable[[dict[str, Any]], None] | None) -> SceneResult:
