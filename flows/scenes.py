@@ -139,8 +139,15 @@ def process_scene(input_path: str | Path, model_path: str | Path, out_root: str 
         return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
                             outputs=output_paths(scene_dir, record))
     log.info("%s: segmenting (%s)", name, reason)
-    result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds,
-                          read_ahead=read_ahead)
+    from pipeline.run import SceneBusy
+
+    try:
+        result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds,
+                              read_ahead=read_ahead)
+    except SceneBusy as exc:  # another live run is writing it: leave it to that run, say so
+        log.warning("%s: skipped: %s", name, exc)
+        return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
+                            error=f"skipped: {exc}")
     return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
                         outputs=output_paths(result.scene_dir, result.record))
 

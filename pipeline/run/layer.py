@@ -1,11 +1,13 @@
 """What every input's run stands on, scene or volume: streaming one image through the engine
 to its sinks, and ending the run with its QA report and ``record.json``.
 
-A run (``run.geotiff`` / ``run.nifti``) opens its input, prepares its folder, and for each
+A run (``run.geotiff`` / ``run.nifti``) opens its input, locks its folder and stages a fresh
+one (``run.folder``: the last good outputs survive a failed run), and for each
 image (a scene, or each volume of a file) calls :func:`stream`: the engine in this thread,
 the reader and writer threads around it, the sinks fed every band and the best-effort
 observers (QA) after them. The outputs are finished by the run once the input is known to be
-whole; :func:`conclude` then writes the QA report(s) and, last, the record.
+whole; :func:`conclude` then writes the QA report(s) and, last, the record, and the staged
+folder is swapped into place.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class SceneResult:
     @property
     def record_path(self) -> Path:
         return self.scene_dir / RECORD_NAME
+
+    def moved(self, scene_dir: Path) -> SceneResult:
+        """The result once its folder has been swapped into place at ``scene_dir``."""
+        outputs = {k: scene_dir / p.name for k, p in self.outputs.items()}
+        return SceneResult(self.input, scene_dir, outputs, self.record, self.warnings)
 
 
 @dataclass

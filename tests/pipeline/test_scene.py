@@ -194,8 +194,9 @@ def test_truncated_tiff_whose_header_reads_leaves_nothing_behind(make_tif, tmp_p
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"scene.tif.*cannot read rows"):
         segment_scene(path, identity_handle(), out, RunOptions(**CPU))
-    leftovers = sorted(p.name for p in (out / "scene").iterdir())
-    assert leftovers == []  # no partial files, no mask, no record
+    assert not (out / "scene").exists()  # no folder that could look started, let alone finished
+    leftovers = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert leftovers == [".segpipe/locks/scene.lock"]  # no staging folder, no partial files, no mask, no record
 
 
 def test_band_count_mismatch_is_a_clear_error(make_tif, tmp_path):
@@ -233,17 +234,20 @@ def test_bad_settings_are_config_errors():
         RunOptions(blend="median")
 
 
-def test_rerun_replaces_outputs_and_failed_rerun_leaves_no_record(make_tif, tmp_path):
+def test_a_failed_rerun_leaves_the_last_good_outputs_exactly_as_they_were(make_tif, tmp_path):
     path = make_tif(_scores(60, 60))
     out = tmp_path / "out"
-    res = segment_scene(path, identity_handle(), out, RunOptions(**CPU))
-    assert res.record_path.exists()
+    res = segment_scene(path, identity_handle(), out, RunOptions(confidence=True, **CPU))
+    before = {p.name: p.read_bytes() for p in res.scene_dir.iterdir()}
+    assert {"record.json", "qa.json", "qa.html", "scene_mask.tif", "scene_confidence.tif"} <= set(before)
     with open(path, "r+b") as f:  # corrupt the input, run again
         f.truncate(path.stat().st_size // 3)
     with pytest.raises(InputError), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         segment_scene(path, identity_handle(), out, RunOptions(**CPU))
-    assert not res.record_path.exists()  # the scene now reads as unfinished
+    after = {p.name: p.read_bytes() for p in res.scene_dir.iterdir()}
+    assert after == before  # record, QA report and outputs of the good run, byte for byte
+    assert not list((out / ".segpipe" / "staging").iterdir())  # the failed run's staging folder is gone
 
 
 def test_progress_reports_tiles_and_rows_until_done(make_tif, tmp_path):
