@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
