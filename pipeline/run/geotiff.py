@@ -32,7 +32,7 @@ from ..spec import ModelSpec
 from ..threads import Task
 from ..tiling import TileGrid
 from .folder import SceneFolder
-from .layer import ModelHandle, SceneResult, conclude, device_facts, finish_sinks, stream
+from .layer import ModelHandle, SceneResult, check_model_kind, conclude, device_facts, finish_sinks, stream
 from .qa import ImageQA, attach_qa
 from .record import completion_record
 
@@ -59,6 +59,7 @@ def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Pa
     bound_gdal_cache()
     t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
+        check_model_kind(model, input_path, "scene")
         info = open_raster(input_path, model.spec.bands)
         _check_bands(info, model.spec)
         s = options.resolved(model.spec)
@@ -90,7 +91,7 @@ def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, p
     watched = [Watched(f"observer {i}", obs) for i, obs in enumerate(observers)]
     if scene_qa is not None:
         watched.append(Watched("QA", scene_qa))
-    reader = StripReader(info, s.workers)
+    reader = StripReader(info, s.workers, any_band=s.nodata_rule == "any-band")
     try:
         norm = _norm_stats(reader, model.spec)
         sinks = SinkSet(scene_sinks(info, model.spec, s, scene_dir, provenance(info, model, s)))

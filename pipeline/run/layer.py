@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from ..engine import Engine, EngineStats, NormStats, PlaneSource, Predictor, ProgressFn, Stitcher
+from ..errors import CheckpointError
 from ..engine.loop import InputObserver
 from ..files import write_json_atomic
 from ..options import RunOptions
@@ -108,6 +109,23 @@ def finish_sinks(sinks: SinkSet, before: Callable[[], None] | None = None) -> tu
         sinks.abort()
         raise
     return outputs, time.perf_counter() - t
+
+
+def check_model_kind(model: ModelHandle, input_path: Path, kind: str) -> None:
+    """A volume checkpoint given a scene, or a scene checkpoint given a volume: one line naming both.
+
+    A 2.5D checkpoint (context > 1) is a volume model; beyond that, a checkpoint made by
+    ``segpipe train`` says what it was trained on (``training.input_kind``).
+    """
+    meta = getattr(model, "metadata", None) or {}
+    trained = (meta.get("training") or {}).get("input_kind")
+    if kind == "scene" and (model.spec.context > 1 or trained == "volume"):
+        why = f"2.5D context {model.spec.context}" if model.spec.context > 1 else "trained on volumes"
+        raise CheckpointError(f"{model.path}: a volume checkpoint ({why}) given the raster scene {input_path}; "
+                              "expected a scene checkpoint (2D, trained on scenes)")
+    if kind == "volume" and trained == "scene":
+        raise CheckpointError(f"{model.path}: a scene checkpoint (trained on scenes) given the volume {input_path}; "
+                              "expected a volume checkpoint (trained on NIfTI volumes)")
 
 
 def device_facts(predictor: Predictor) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from ..sinks.writer import Observer
 from ..threads import Task
 from ..tiling import TileGrid
 from .folder import SceneFolder
-from .layer import ModelHandle, SceneResult, conclude, device_facts, finish_sinks, stream
+from .layer import ModelHandle, SceneResult, check_model_kind, conclude, device_facts, finish_sinks, stream
 from .planes import PlaneJoiner, centre_planes
 from .qa import ImageQA, attach_qa
 from .record import completion_record
@@ -92,6 +92,7 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
 def _resolve(options: RunOptions, model: ModelHandle, input_path: Path) -> RunOptions:
     """The checkpoint's tile/overlap/context filled in; a volume model must take 1 band x context."""
     spec = model.spec
+    check_model_kind(model, input_path, "volume")
     if tuple(spec.bands) != (1,):
         raise CheckpointError(
             f"{model.path}: takes bands {list(spec.bands)} ({spec.in_channels} channels = {len(spec.bands)} "

@@ -103,9 +103,10 @@ def test_nodata_stays_nodata_and_is_not_predicted_on(make_tif, tmp_path):
     data = _scores(120, 90)
     data[:, :30, :] = -9999
     data[:, :, -7:] = -9999
-    data[0, 60, 40] = -9999  # one band's nodata invalidates the pixel
+    data[0, 60, 40] = -9999  # one band's nodata invalidates the pixel (the any-band rule)
     path = make_tif(data, nodata=-9999)
-    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(confidence=True, **CPU))
+    res = segment_scene(path, identity_handle(), tmp_path / "out",
+                        RunOptions(confidence=True, nodata_rule="any-band", **CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         mask = ds.read(1)
     invalid = (data == -9999).any(0)
@@ -113,6 +114,30 @@ def test_nodata_stays_nodata_and_is_not_predicted_on(make_tif, tmp_path):
     np.testing.assert_array_equal(mask[~invalid], data.argmax(0)[~invalid])
     with rasterio.open(res.outputs["confidence"]) as ds:
         assert (ds.read(1)[invalid] == 255).all()
+
+
+def test_by_default_a_pixel_is_nodata_where_gdal_s_dataset_mask_says(make_tif, tmp_path):
+    """GDAL's rule: nodata only where every band holds the nodata value; one band's is a value."""
+    data = _scores(120, 90)
+    data[:, :30, :] = -9999
+    data[0, 60:70, 40:50] = -9999  # band 1 only: valid for GDAL (rasterio's RGB.byte.tif has such pixels)
+    path = make_tif(data, nodata=-9999)
+    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(**CPU))
+    with rasterio.open(path) as ds:
+        gdal_valid = ds.dataset_mask() > 0
+    with rasterio.open(res.outputs["mask"]) as ds:
+        mask = ds.read(1)
+    np.testing.assert_array_equal(mask != 255, gdal_valid)
+    assert gdal_valid[60:70, 40:50].all() and not gdal_valid[:30].any()
+    np.testing.assert_array_equal(mask[gdal_valid], data.argmax(0)[gdal_valid])  # predicted on its values
+    assert res.record["settings"]["nodata_rule"] == "all-bands"
+
+
+def test_nan_pixels_of_overlapping_strips_are_counted_once(make_tif, tmp_path):
+    data = _scores(300, 100)
+    data[1, 40:260, 10:20] = np.nan  # 2200 pixels over every strip overlap of a 64/16 grid
+    with pytest.warns(SegpipeWarning, match=r"2200 pixel\(s\) with NaN/Inf"):
+        segment_scene(make_tif(data), identity_handle(), tmp_path / "out", RunOptions(**CPU))
 
 
 def test_internal_mask_and_alpha_band_are_validity(make_tif, tmp_path):

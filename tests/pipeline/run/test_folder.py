@@ -119,3 +119,29 @@ def test_a_report_locked_by_a_live_run_is_waited_for(tmp_path, monkeypatch):
     assert time.perf_counter() - t > 0.5  # it waited for the other writer to finish
     proc.wait()
     assert rr.REPORT_LOCK_WAIT_S > 0
+
+
+def test_every_file_a_reviewer_reads_follows_the_umask(make_tif, tmp_path):
+    import numpy as np
+
+    from pipeline.options import RunOptions
+    from pipeline.run import segment_file
+
+    from ..conftest import identity_handle
+    from ..volume.test_run import CPU as VCPU, handle, make
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        data = np.random.default_rng(0).random((3, 80, 70)).astype(np.float32)
+        segment_file(make_tif(data), identity_handle(), out, RunOptions(confidence=True, probabilities=True,
+                                                                        device="cpu", workers=1))
+        vol = np.random.default_rng(5).integers(-200, 800, size=(40, 48, 12), dtype=np.int16)
+        segment_file(make(tmp_path, vol, "lps"), handle(3), out, RunOptions(confidence=True, **VCPU))
+        write_run_report(out, run_id="r", job="j")
+    finally:
+        os.umask(old)
+    files = [p for p in out.rglob("*") if p.is_file() and ".segpipe" not in p.parts]
+    assert len(files) > 10
+    modes = {p.relative_to(out).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {"0o644"}, modes
