@@ -6,7 +6,6 @@ task in :mod:`flows.tasks` is a few lines around :func:`process_scene`.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -96,7 +95,7 @@ def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunOpt
         return "no complete record"
     if record.get("model", {}).get("sha256") != model.sha256:
         return "model changed"
-    if _jsonish(record.get("fingerprint")) != _jsonish(settings.resolved(model.spec).fingerprint()):
+    if not settings.resolved(model.spec).same_outputs(record.get("fingerprint")):
         return "settings changed"
     inp = record.get("input", {})
     try:
@@ -110,11 +109,6 @@ def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunOpt
     if inp.get("sha256") != file_sha256(input_path):
         return "input changed (content)"
     return None
-
-
-def _jsonish(value: Any) -> Any:
-    """Compare as the record stores it (tuples become lists, etc.)."""
-    return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
 # -- one scene -----------------------------------------------------------------------------
@@ -139,8 +133,15 @@ def process_scene(input_path: str | Path, model_path: str | Path, out_root: str 
         return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
                             outputs=output_paths(scene_dir, record))
     log.info("%s: segmenting (%s)", name, reason)
-    result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds,
-                          read_ahead=read_ahead)
+    from pipeline.run import SceneBusy
+
+    try:
+        result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds,
+                              read_ahead=read_ahead)
+    except SceneBusy as exc:  # another live run is writing it: leave it to that run, say so
+        log.warning("%s: skipped: %s", name, exc)
+        return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
+                            error=f"skipped: {exc}")
     return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
                         outputs=output_paths(result.scene_dir, result.record))
 

@@ -240,6 +240,7 @@ def _end_epoch(trainer: Trainer, data: Prepared, cfg: TrainConfig, book: _Book, 
 
 def _training_record(trainer: Trainer, data: Prepared, cfg: TrainConfig, book: _Book) -> dict[str, Any]:
     return {
+        "input_kind": data.kind,  # "scene" or "volume": checked before a run feeds it the other kind
         "config": cfg.model_dump(mode="json"),
         "steps_done": trainer.step, "epochs_done": book.epoch, "best_epoch": book.best_epoch,
         "best_val_mean_iou": book.best, "validation": book.best_validation,

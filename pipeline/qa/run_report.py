@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..files import RECORD_NAME, write_json_atomic, write_text_atomic
+from ..files import RECORD_NAME, STATE, FileLock, remove_partials, write_json_atomic, write_text_atomic
 from .drift import HistoryEntry, baseline, drift_flags, earlier_runs
 from .html_run import run_html
 from .read import read_json
@@ -33,7 +33,8 @@ from .verdict import VERDICT_RANK, decide
 log = logging.getLogger(__name__)
 
 ERROR_JSON = "error.json"
-HISTORY = Path(".segpipe") / "history.jsonl"
+HISTORY = Path(STATE) / "history.jsonl"
+REPORT_LOCK_WAIT_S = 600.0  # another run writing the same report: it takes seconds
 
 
 @dataclass(frozen=True)
@@ -47,24 +48,39 @@ class SceneEntry:
     duration_s: float | None = None
 
 
+def error_path(scene_dir: Path) -> Path:
+    """Where a failed scene's last error is kept: beside its folder, which stays as it was."""
+    return scene_dir.parent / STATE / "errors" / f"{scene_dir.name}.json"
+
+
 def write_scene_error(scene_dir: str | Path, error: BaseException | str) -> Path:
-    """Leave ``error.json`` in a failed scene's folder so a rebuilt report still lists the failure."""
-    scene_dir = Path(scene_dir)
-    scene_dir.mkdir(parents=True, exist_ok=True)
+    """Keep a failed scene's error so a rebuilt report still lists the failure (the next success removes it).
+
+    Not in the scene's folder: a failed re-run leaves the last good outputs exactly as they were.
+    """
+    path = error_path(Path(scene_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
     msg = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return write_json_atomic(scene_dir / ERROR_JSON, {"error": msg, "time": _now()})
+    return write_json_atomic(path, {"error": msg, "time": _now()})
 
 
 def collect_scene_entries(run_root: str | Path) -> list[SceneEntry]:
-    """Scene folders under ``run_root`` (those with a qa.json, record.json or error.json)."""
+    """Scenes under ``run_root``: folders with a qa.json or record.json, and failures on record.
+
+    A failure on record is the scene's last attempt: it is listed as failed even where the
+    folder still holds an earlier run's good outputs.
+    """
+    run_root = Path(run_root)
+    found = {d.name: d for d in run_root.iterdir() if d.is_dir() and not d.name.startswith(".")
+             and ((d / QA_JSON).is_file() or (d / RECORD_NAME).is_file() or (d / ERROR_JSON).is_file())}
+    found.update({p.stem: run_root / p.stem for p in (run_root / STATE / "errors").glob("*.json")})
     entries = []
-    for d in sorted(p for p in Path(run_root).iterdir() if p.is_dir() and not p.name.startswith(".")):
-        has = {n: (d / n).is_file() for n in (QA_JSON, RECORD_NAME, ERROR_JSON)}
-        if has[QA_JSON] or has[RECORD_NAME]:
-            entries.append(SceneEntry(d.name, d, "complete"))
-        elif has[ERROR_JSON]:
-            err = (read_json(d / ERROR_JSON) or {}).get("error", "unknown error")
-            entries.append(SceneEntry(d.name, d, "failed", str(err)))
+    for name, d in sorted(found.items()):
+        err = read_json(error_path(d)) or (read_json(d / ERROR_JSON) if not (d / RECORD_NAME).is_file() else None)
+        if err is not None:
+            entries.append(SceneEntry(name, d, "failed", str(err.get("error", "unknown error"))))
+        else:
+            entries.append(SceneEntry(name, d, "complete"))
     return entries
 
 
@@ -87,6 +103,22 @@ def write_run_report(run_root: str | Path, scene_entries: Sequence[SceneEntry] |
             schedule zone; default: this machine's). ``run_summary.json`` keeps UTC.
     """
     run_root = Path(run_root)
+    lock = FileLock(run_root / STATE / "locks" / "run_report.lock")
+    if lock.acquire(wait_s=REPORT_LOCK_WAIT_S):  # two runs writing the report: one after the other
+        remove_partials(run_root)  # left by a killed report write; nobody else writes them now
+        remove_partials(run_root / STATE)
+    else:
+        log.warning("%s: the run report is still locked by %s; writing it anyway", run_root, lock.holder())
+    try:
+        return _write_run_report(run_root, scene_entries, run_id, job, history_path, thresholds, update_history,
+                                 redecide, tz)
+    finally:
+        lock.release()
+
+
+def _write_run_report(run_root: Path, scene_entries: Sequence[SceneEntry] | None, run_id: str | None, job: str,
+                      history_path: str | Path | None, thresholds: QAThresholds | None, update_history: bool,
+                      redecide: bool, tz: Any) -> tuple[Path, Path]:
     entries = list(scene_entries) if scene_entries is not None else collect_scene_entries(run_root)
     run_id = run_id or run_root.name
     th = thresholds or QAThresholds()

@@ -32,8 +32,8 @@ from ..sinks.writer import Observer
 from ..spec import ModelSpec
 from ..threads import Task
 from ..tiling import TileGrid
-from .folder import prepare_scene_dir, scene_dir_for
-from .layer import ModelHandle, SceneResult, conclude, device_facts, finish_sinks, stream
+from .folder import SceneFolder
+from .layer import ModelHandle, SceneResult, check_model_kind, conclude, device_facts, finish_sinks, stream
 from .qa import ImageQA, attach_qa
 from .record import completion_record
 
@@ -61,18 +61,24 @@ def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Pa
     start_watch(options.device)  # this scene's peak memory, not the process's (record facts)
     t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
+        check_model_kind(model, input_path, "scene")
         info = open_raster(input_path, model.spec.bands)
         _check_bands(info, model.spec)
-        scene_dir = scene_dir_for(input_path, out_root)
-        prepare_scene_dir(scene_dir)
         s = options.resolved(model.spec)
-        hasher = Task(file_sha256, input_path, role="hash")
-        outputs, timings, facts, image_qa = _run(info, model, s, scene_dir, progress, observers, qa)
-        input_sha = hasher.result()
-    timings["total_s"] = time.perf_counter() - t0
-    record = _record(input_path, input_sha, info, model, s, outputs, timings, facts, msgs, started)
-    attach = None if image_qa is None else (lambda rec: attach_qa(rec, [image_qa], scene_dir, qa_thresholds))
-    return conclude(SceneResult(input_path, scene_dir, outputs, record, msgs), attach)
+        folder = SceneFolder.for_input(input_path, out_root)
+        scene_dir = folder.begin()
+        try:
+            hasher = Task(file_sha256, input_path, role="hash")
+            outputs, timings, facts, image_qa = _run(info, model, s, scene_dir, progress, observers, qa)
+            input_sha = hasher.result()
+            timings["total_s"] = time.perf_counter() - t0
+            record = _record(input_path, input_sha, info, model, s, outputs, timings, facts, msgs, started)
+            attach = None if image_qa is None else (lambda rec: attach_qa(rec, [image_qa], scene_dir, qa_thresholds))
+            result = conclude(SceneResult(input_path, scene_dir, outputs, record, msgs), attach)
+        except BaseException:
+            folder.abort()
+            raise
+    return result.moved(folder.commit())
 
 
 def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, progress: ProgressFn | None,
@@ -87,7 +93,7 @@ def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, p
     watched = [Watched(f"observer {i}", obs) for i, obs in enumerate(observers)]
     if scene_qa is not None:
         watched.append(Watched("QA", scene_qa))
-    reader = StripReader(info, s.workers)
+    reader = StripReader(info, s.workers, any_band=s.nodata_rule == "any-band")
     try:
         norm = _norm_stats(reader, model.spec)
         sinks = SinkSet(scene_sinks(info, model.spec, s, scene_dir, provenance(info, model, s)))

@@ -37,8 +37,8 @@ from ..sinks.nifti.labelvolumes import LabelCounts
 from ..sinks.writer import Observer
 from ..threads import Task
 from ..tiling import TileGrid
-from .folder import prepare_scene_dir, scene_dir_for
-from .layer import ModelHandle, SceneResult, conclude, device_facts, finish_sinks, stream
+from .folder import SceneFolder
+from .layer import ModelHandle, SceneResult, check_model_kind, conclude, device_facts, finish_sinks, stream
 from .planes import PlaneJoiner
 from .qa import ImageQA, attach_qa
 from .record import completion_record
@@ -74,25 +74,28 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
         first = next(volumes)  # header errors are raised here; data errors here or, streamed, before any write
         run = _VolumeRun(model, s, progress, qa, tuple(observers))
         run.timings["read_s"] = time.perf_counter() - t
+        folder = SceneFolder.for_input(input_path, out_root)
         try:
-            run.scene_dir = scene_dir_for(input_path, out_root)
-            prepare_scene_dir(run.scene_dir)
+            run.scene_dir = folder.begin()
             hasher = Task(file_sha256, input_path, role="hash")
             run.execute(first, volumes)
+            input_sha = hasher.result()
+            run.timings["total_s"] = time.perf_counter() - t0
+            record = _record(input_path, input_sha, run, model, s, msgs, started)
+            attach = (lambda rec: attach_qa(rec, run.qa, run.scene_dir, qa_thresholds)) if run.qa else None
+            result = conclude(SceneResult(input_path, run.scene_dir, run.outputs, record, msgs), attach)
         except BaseException:
             if first.arrival is not None:
                 first.arrival.cancel()  # a streamed volume's decoder need not read on
+            folder.abort()
             raise
-        input_sha = hasher.result()
-    run.timings["total_s"] = time.perf_counter() - t0
-    record = _record(input_path, input_sha, run, model, s, msgs, started)
-    attach = (lambda rec: attach_qa(rec, run.qa, run.scene_dir, qa_thresholds)) if run.qa else None
-    return conclude(SceneResult(input_path, run.scene_dir, run.outputs, record, msgs), attach)
+    return result.moved(folder.commit())
 
 
 def _resolve(options: RunOptions, model: ModelHandle, input_path: Path) -> RunOptions:
     """The checkpoint's tile/overlap/context filled in; a volume model must take 1 band x context."""
     spec = model.spec
+    check_model_kind(model, input_path, "volume")
     if tuple(spec.bands) != (1,):
         raise CheckpointError(
             f"{model.path}: takes bands {list(spec.bands)} ({spec.in_channels} channels = {len(spec.bands)} "
