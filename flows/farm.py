@@ -115,18 +115,26 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class _RunIds(logging.Filter):
-    """Stamps the scene's Prefect run ids on engine records, which Prefect's API handler reads."""
+class _SceneLogs(logging.Handler):
+    """Hands the engine's records to Prefect's API handler, stamped with the running scene's run
+    ids (which that handler reads); records logged while no scene runs are not sent."""
 
-    def __init__(self, ids: dict[str, str]) -> None:
+    def __init__(self, inner: logging.Handler) -> None:
         super().__init__()
-        self.ids = ids
+        self.inner = inner
+        self.ids: dict[str, str] = {}
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        for k, v in self.ids.items():
-            if not hasattr(record, k):
+    def emit(self, record: logging.LogRecord) -> None:
+        ids = self.ids
+        if not ids:
+            return
+        for k, v in ids.items():
+            if not getattr(record, k, None):
                 setattr(record, k, v)
-        return True
+        self.inner.handle(record)
+
+
+_HANDLER: list[_SceneLogs] = []
 
 
 @contextlib.contextmanager
@@ -134,41 +142,35 @@ def _scene_logs(ids: dict[str, str]) -> Iterator[None]:
     """While a scene runs, send the engine's log records to its Prefect task run.
 
     Only where the worker has ``PREFECT_API_URL``; otherwise the records stay in the worker's
-    own log. Records of the engine's helper threads carry the ids too (the filter sits on
-    the loggers, not on a thread); a worker running several scenes at once may attribute a
-    helper thread's line to the wrong one of them.
+    own log. Records of the engine's helper threads carry the ids too (the handler is the
+    process's, not a thread's); a worker running several scenes at once may attribute a
+    helper thread's line to the other scene.
     """
     if not ids or not os.environ.get("PREFECT_API_URL"):
         yield
         return
-    from prefect.logging.handlers import APILogHandler
-
-    from .env import ENGINE_LOGGERS
-
-    stamp, handler = _RunIds(ids), _api_handler(APILogHandler)
-    loggers = [logging.getLogger(n) for n in ENGINE_LOGGERS]
-    for lg in loggers:
-        lg.addFilter(stamp)
-        if handler not in lg.handlers:
-            lg.addHandler(handler)
-        if lg.level == logging.NOTSET or lg.level > logging.INFO:
-            lg.setLevel(logging.INFO)
+    handler = _scene_handler()
+    previous, handler.ids = handler.ids, ids
     try:
         yield
     finally:
-        for lg in loggers:
-            lg.removeFilter(stamp)
+        handler.ids = previous
 
 
-_HANDLER: list[Any] = []
-
-
-def _api_handler(cls: type) -> Any:
-    """One API log handler per worker process; it passes only records stamped with run ids."""
+def _scene_handler() -> _SceneLogs:
+    """One handler per worker process, on the engine's loggers (INFO and up)."""
     if not _HANDLER:
-        handler = cls()
-        handler.addFilter(lambda r: bool(getattr(r, "flow_run_id", None)))
-        _HANDLER.append(handler)
+        from prefect.logging.handlers import APILogHandler
+
+        _HANDLER.append(_SceneLogs(APILogHandler()))
+    from .env import ENGINE_LOGGERS
+
+    for name in ENGINE_LOGGERS:
+        lg = logging.getLogger(name)
+        if _HANDLER[0] not in lg.handlers:
+            lg.addHandler(_HANDLER[0])
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
     return _HANDLER[0]
 
 

@@ -1,0 +1,65 @@
+"""The one-scene work of ``bench_fanout.py``'s candidate engines, importable by their workers.
+
+Each candidate runs the same thing per scene, ``flows.scenes.process_scene`` with the model
+cached per process, so only the engine around it differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+
+
+def _scene(input: str, model: str, out: str) -> dict[str, Any]:
+    from flows.farm import worker_id
+    from flows.scenes import process_scene
+    from pipeline.settings import RunSettings
+
+    outcome = process_scene(input, model, out, RunSettings(workers=1))
+    outcome.worker = worker_id()
+    return outcome.to_dict()
+
+
+@task(name="bench-scene", cache_policy=None, persist_result=False)
+def dask_scene(input: str, model: str, out: str) -> dict[str, Any]:
+    """Run on a Dask worker by prefect-dask's DaskTaskRunner (the Prefect task engine runs there)."""
+    return _scene(input, model, out)
+
+
+@flow(name="bench-prefect-dask", persist_result=False)
+def prefect_dask_flow(address: str, inputs: list[str], model: str, out: str) -> list[dict[str, Any]]:
+    import dask
+    from prefect_dask import DaskTaskRunner
+
+    with DaskTaskRunner(address=address) as runner, dask.annotate(resources={"GPU": 1}):
+        futures = [runner.submit(dask_scene, parameters={"input": i, "model": model, "out": out}) for i in inputs]
+    return [f.result() for f in futures]
+
+
+@task(name="bench-task-worker-scene", cache_policy=None, persist_result=True)
+def delayed_scene(input: str, model: str, out: str) -> dict[str, Any]:
+    """Served by ``prefect.task_worker.serve`` (results persisted to PREFECT_LOCAL_STORAGE_PATH)."""
+    return _scene(input, model, out)
+
+
+@flow(name="bench-task-workers", persist_result=False)
+def task_worker_flow(inputs: list[str], model: str, out: str, timeout_s: float) -> list[Any]:
+    futures = [delayed_scene.delay(i, model, out) for i in inputs]
+    results: list[Any] = []
+    for f in futures:
+        try:
+            results.append(f.result(timeout=timeout_s))
+        except Exception as exc:  # noqa: BLE001 - a lost scene is what is measured
+            results.append({"status": "lost", "error": type(exc).__name__})
+    return results
+
+
+def serve_task_workers() -> None:
+    from prefect.task_worker import serve
+
+    serve(delayed_scene)
+
+
+if __name__ == "__main__":
+    serve_task_workers()
