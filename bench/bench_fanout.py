@@ -143,7 +143,7 @@ def run_engine(engine: str, inputs: list[str], model: str, out: Path, farm: Farm
     if engine == "prefect-dask":
         results = fanout_tasks.prefect_dask_flow(farm.address, inputs, model, str(out))
     else:
-        results = fanout_tasks.task_worker_flow(inputs, model, str(out), timeout_s=120.0)
+        results = fanout_tasks.task_worker_flow(inputs, model, str(out), timeout_s=240.0)
     return time.perf_counter() - t0, results
 
 
@@ -222,7 +222,10 @@ def main() -> None:
     inputs, model = make_inputs(root, args.scenes, args.size)
     with LocalServer(home=root / "prefect-home", log_path=root / "server.log") as server:
         os.environ["PREFECT_API_URL"] = server.api_url
-        rows = [measure(e, args, inputs, model, root) for e in args.engines]
+        rows = []
+        for e in args.engines:
+            rows.append(measure(e, args, inputs, model, root))
+            print("ROW " + ", ".join(f"{k}: {v}" for k, v in rows[-1].items()), flush=True)
     print(f"\n{args.scenes} scenes of {args.size}x{args.size}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     for r in rows:
         print("  " + ", ".join(f"{k}: {v}" for k, v in r.items()))

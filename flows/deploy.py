@@ -80,8 +80,10 @@ def batch_deployment(job: JobConfig, schedule: Schedule | None, *, pool: str | N
         description=f"segpipe job {job.job_name}: {job.inputs or job.manifest} -> {job.out}, scenes {where}",
         tags=[TAG], work_pool_name=pool,
         # A process worker starts the run's process with these, whatever its own environment:
-        # heartbeats at the rate the zombie automation expects, telemetry off, engine logs shipped.
-        job_variables={"env": flow_run_env()} if pool else None,
+        # heartbeats at the rate the zombie automation expects, telemetry off, engine logs shipped;
+        # and no pipe to the worker (the logs are in Prefect), so a batch run outlives a worker
+        # that dies or restarts instead of dying on its next line of output.
+        job_variables={"env": flow_run_env(), "stream_output": False} if pool else None,
         # Module entry point: any machine with segpipe installed can load the flow, wherever it lives.
         entrypoint_type=EntrypointType.MODULE_PATH,
     )

@@ -110,12 +110,17 @@ async def _serve_nannies(scheduler: str, specs: list[WorkerSpec]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await asyncio.gather(*nannies)
-    for s, n in zip(specs, nannies):
-        print(f"segpipe worker: {s.name} (GPU {s.gpu or 'none'}, {s.slots} scene(s) at once, pid {n.pid}) "
-              f"-> {scheduler}", file=sys.stderr, flush=True)
-    finished = asyncio.gather(*(n.finished() for n in nannies))
-    await asyncio.wait([asyncio.ensure_future(stop.wait()), finished], return_when=asyncio.FIRST_COMPLETED)
+    stopping = asyncio.ensure_future(stop.wait())
+    started = asyncio.ensure_future(asyncio.gather(*nannies))  # waits for the scheduler, however long
+    await asyncio.wait([started, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if started.done() and not stop.is_set():
+        started.result()
+        for s, n in zip(specs, nannies):
+            print(f"segpipe worker: {s.name} (GPU {s.gpu or 'none'}, {s.slots} scene(s) at once, pid {n.pid}) "
+                  f"-> {scheduler}", file=sys.stderr, flush=True)
+        finished = asyncio.ensure_future(asyncio.gather(*(n.finished() for n in nannies)))
+        await asyncio.wait([finished, stopping], return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
     await asyncio.gather(*(n.close(timeout=30) for n in nannies), return_exceptions=True)
     return 0
 

@@ -32,6 +32,11 @@ class Procs:
         self.seen.add(proc.pid)
         return proc
 
+    def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """A process started elsewhere (the Prefect server) that this set stops too."""
+        self.started[name] = proc
+        self.seen.add(proc.pid)
+
     def note_children(self) -> None:
         for proc in self.started.values():
             try:
@@ -51,9 +56,9 @@ class Procs:
             proc.kill()
             proc.wait()
 
-    def stop_all(self) -> list[int]:
-        """Stop everything (workers first, server last); returns the PIDs still alive afterwards
-        (each of which is then killed, so nothing outlives the test)."""
+    def stop_all(self) -> list[str]:
+        """Stop everything (workers first, server last); returns ``pid command`` of each process
+        still alive afterwards (each is then killed, so nothing outlives the test)."""
         for name in sorted(self.started, key=lambda n: ("server" in n, "scheduler" in n, n)):
             self.stop(name)
         deadline = time.monotonic() + 20
@@ -61,9 +66,14 @@ class Procs:
         while alive and time.monotonic() < deadline:
             time.sleep(0.5)
             alive = self._alive()
+        report = []
         for pid in alive:
-            os.kill(pid, signal.SIGKILL)
-        return alive
+            try:
+                report.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:200]}")
+                os.kill(pid, signal.SIGKILL)
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                pass
+        return report
 
     def _alive(self) -> list[int]:
         out = []

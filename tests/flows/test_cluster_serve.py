@@ -38,7 +38,7 @@ def test_serve_limit_1_runs_a_farm_job_to_the_end(make_checkpoint, tmp_path):
     server = LocalServer(home=tmp_path / "home", log_path=logs / "server.log")
     try:
         server.start()
-        procs.seen.add(server.proc.pid)
+        procs.adopt("server", server.proc)
         env = farm_env(server.api_url, tmp_path / "home")
         procs.start("scheduler", segpipe("scheduler", "--port", str(port)), env)
         procs.start("worker", segpipe("worker", sched, "--gpus", "none"), env)

@@ -49,6 +49,7 @@ def test_zombie_window_covers_three_heartbeats_of_the_deployed_runs():
     heartbeat = _flow_run_heartbeat(batch)
     assert heartbeat == 30 and within == 3 * heartbeat
     assert batch.work_pool_name == "segpipe"
+    assert batch.job_variables["stream_output"] is False  # the run outlives its worker (no broken pipe)
 
 
 def test_zombie_automation_only_watches_segpipe_runs():

@@ -89,8 +89,13 @@ def test_scene_logs_carry_the_run_ids(monkeypatch):
             seen.append((record.getMessage(), getattr(record, "task_run_id", None)))
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-    monkeypatch.setattr(farm, "_HANDLER", [farm._SceneLogs(Capture())])
-    with farm._scene_logs({"flow_run_id": "f1", "task_run_id": "t1"}):
-        logging.getLogger("pipeline.scene").info("tiles done")
-    logging.getLogger("pipeline.scene").info("after the scene")
+    handler = farm._SceneLogs(Capture())
+    monkeypatch.setattr(farm, "_HANDLER", [handler])
+    try:
+        with farm._scene_logs({"flow_run_id": "f1", "task_run_id": "t1"}):
+            logging.getLogger("pipeline.scene").info("tiles done")
+        logging.getLogger("pipeline.scene").info("after the scene")
+    finally:
+        for name in ("pipeline", "models", "flows"):
+            logging.getLogger(name).removeHandler(handler)
     assert ("tiles done", "t1") in seen and ("after the scene", "t1") not in seen
