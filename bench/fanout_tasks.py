@@ -69,7 +69,7 @@ def task_worker_flow(inputs: list[str], model: str, out: str, timeout_s: float) 
 def serve_task_workers() -> None:
     from prefect.task_worker import serve
 
-    serve(delayed_scene)
+    serve(delayed_scene, limit=1)  # one scene at a time per worker, as a GPU worker would
 
 
 if __name__ == "__main__":

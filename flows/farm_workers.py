@@ -134,7 +134,8 @@ def local_cluster(gpus: str = "all", scenes_per_gpu: int = 1) -> Iterator[Any]:
     specs = worker_specs(gpus, scenes_per_gpu, prefix="local")
     share = memory_share(len(specs))
     workers = {s.name: {"cls": Nanny, "options": s.nanny_options(share)} for s in specs}
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False}}
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False,
+                                               "dashboard_address": "127.0.0.1:0"}}  # its HTTP port: any free one
     with SpecCluster(workers=workers, scheduler=scheduler, name="segpipe-local") as cluster:
         yield cluster
 

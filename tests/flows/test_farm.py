@@ -99,3 +99,33 @@ def test_scene_logs_carry_the_run_ids(monkeypatch):
         for name in ("pipeline", "models", "flows"):
             logging.getLogger(name).removeHandler(handler)
     assert ("tiles done", "t1") in seen and ("after the scene", "t1") not in seen
+
+
+def test_a_scene_out_of_memory_on_the_cluster_is_retried_with_half_the_batch(prefect_server, monkeypatch):
+    """The worker decides the halved size (its device's batch); the batch's retry sends it back."""
+    import torch
+    from prefect import flow
+
+    import flows.farm as farm_mod
+    import flows.tasks as tasks
+
+    sizes = []
+
+    def fake(address, key, **scene):
+        sizes.append(scene["batch_size"])
+        if len(sizes) == 1:
+            exc = torch.OutOfMemoryError("CUDA out of memory")
+            exc.retry_batch_size = 4  # a GPU worker's default of 8, halved there
+            raise exc
+        return {"name": "s", "input": scene["input"], "scene_dir": "/out/s", "status": "done", "worker": "gpu-a:1"}
+
+    monkeypatch.setattr(farm_mod, "run_on_cluster", fake)
+    quick = tasks.segment_scene_task.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
+
+    @flow
+    def one():
+        return quick(name="s", input="/in/s.tif", model="/m", out="/out", options={}, cluster="tcp://h:8786")
+
+    assert one()["worker"] == "gpu-a:1"
+    assert sizes == [None, 4]
+    assert not tasks._OOM_BATCH
