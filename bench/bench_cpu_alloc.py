@@ -24,7 +24,7 @@ import resource, sys, time
 sys.path.insert(0, {root!r})
 import pipeline, torch
 from bench.common import make_model
-from pipeline.infer import Predictor
+from pipeline.engine import Predictor
 from pipeline.spec import ModelSpec
 spec = ModelSpec({ch}, (1,), ("a", "b", "c", "d"), context={ch}, tile={tile})
 pred = Predictor(make_model("unet", {encoder!r}, {ch}, 4), spec, torch.device("cpu"))

@@ -51,16 +51,16 @@ def handle(args):
 
 
 def settings(args):
-    from pipeline.settings import RunSettings
+    from pipeline.options import RunOptions
 
-    return RunSettings(device=args.device, batch_size=args.batch_size, workers=args.workers,
+    return RunOptions(device=args.device, batch_size=args.batch_size, workers=args.workers,
                        tile=args.tile, overlap=args.overlap)
 
 
 def end_to_end(args) -> None:
     """Child process: run the engine once, print one JSON line."""
-    from pipeline.record import peak_rss_mb
-    from pipeline.scene import segment_scene
+    from pipeline.run.record import peak_rss_mb
+    from pipeline.run.geotiff import segment_scene
 
     h = handle(args)
     tile = engine_tile(args.size, args.size, args.tile, args.overlap)

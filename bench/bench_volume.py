@@ -52,16 +52,16 @@ def handle(args, context: int):
 
 
 def settings(args, context: int):
-    from pipeline.settings import RunSettings
+    from pipeline.options import RunOptions
 
-    return RunSettings(device=args.device, batch_size=args.batch_size, tile=args.tile, overlap=args.overlap,
+    return RunOptions(device=args.device, batch_size=args.batch_size, tile=args.tile, overlap=args.overlap,
                        context=context, confidence=args.confidence)
 
 
 def end_to_end(args) -> None:
     """Child process: run the engine once, print one JSON line."""
-    from pipeline.record import peak_rss_mb
-    from pipeline.volume.run import segment_volume
+    from pipeline.run.record import peak_rss_mb
+    from pipeline.run.nifti import segment_volume
 
     h = handle(args, args.context)
     tile = engine_tile(args.size, args.size, args.tile, args.overlap)

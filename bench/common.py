@@ -62,10 +62,10 @@ def measure_pairs(cmd: list[str], repeat: int,
 def resolve_batch(args) -> None:
     """``--batch-size`` left out: the engine's default for the device (8 on a GPU, 2 on the CPU)."""
     if args.batch_size is None:
-        from pipeline.infer import resolve_device
-        from pipeline.settings import RunSettings
+        from pipeline.engine import resolve_device
+        from pipeline.options import RunOptions
 
-        args.batch_size = RunSettings().batch_for(resolve_device(args.device).type)
+        args.batch_size = RunOptions().batch_for(resolve_device(args.device).type)
 
 
 def make_model(kind: str, encoder: str, channels: int, classes: int):
@@ -89,7 +89,7 @@ def warm_up(handle, device: str, batch: int, channels: int, tile: tuple[int, int
     """
     import torch
 
-    from pipeline.infer import Predictor, resolve_device
+    from pipeline.engine import Predictor, resolve_device
 
     dev = resolve_device(device)
     Predictor(handle.module, handle.spec, dev)(torch.rand(batch, channels, *tile, device=dev))
@@ -101,7 +101,7 @@ def model_only_seconds(handle, device: str, batch: int, channels: int, tile: tup
     """Seconds the predictor alone needs for ``tiles`` tiles of ``tile`` (h, w), from tensors on the device."""
     import torch
 
-    from pipeline.infer import Predictor, resolve_device
+    from pipeline.engine import Predictor, resolve_device
 
     dev = resolve_device(device)
     pred = Predictor(handle.module, handle.spec, dev)

@@ -14,9 +14,9 @@ from prefect import flow, task
 def _scene(input: str, model: str, out: str) -> dict[str, Any]:
     from flows.farm import worker_id
     from flows.scenes import process_scene
-    from pipeline.settings import RunSettings
+    from pipeline.options import RunOptions
 
-    outcome = process_scene(input, model, out, RunSettings(workers=1))
+    outcome = process_scene(input, model, out, RunOptions(workers=1))
     outcome.worker = worker_id()
     return outcome.to_dict()
 

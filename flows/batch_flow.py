@@ -25,6 +25,8 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pipeline.readers.nifti import ReadAhead
+
 from .config import JobConfig
 from .env import attach_engine_logs
 from .inputs import ScenePlan, plan_batch
@@ -107,13 +109,17 @@ def _run_id(started: datetime) -> str:
 
 def _run_here(plans: list[ScenePlan], job: JobConfig, progress: _Progress) -> list[SceneOutcome]:
     outcomes = []
-    for i, p in enumerate(plans):
-        if i + 1 < len(plans):  # a GPU run decodes the next volume while this one is segmented
-            read_ahead_next(plans[i + 1].input, plans[i + 1].options)
-        state = segment_scene_task(return_state=True, **_scene_args(p, job))
-        outcome = _outcome_from_task(p, state)
-        outcomes.append(outcome)
-        progress.scene_finished(outcome)
+    ahead = ReadAhead()  # a GPU run decodes the next volume while this one is segmented
+    try:
+        for i, p in enumerate(plans):
+            if i + 1 < len(plans):
+                read_ahead_next(ahead, plans[i + 1].input, plans[i + 1].options)
+            state = segment_scene_task(read_ahead=ahead, return_state=True, **_scene_args(p, job))
+            outcome = _outcome_from_task(p, state)
+            outcomes.append(outcome)
+            progress.scene_finished(outcome)
+    finally:
+        ahead.close()
     return outcomes
 
 

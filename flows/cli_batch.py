@@ -26,14 +26,10 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="job file (YAML or JSON) with any of these options")
     p.add_argument("--manifest", type=Path, help="one path per line, or CSV with a path column + option columns")
     p.add_argument("--glob", help="pattern for files of folder inputs (default: rasters and volumes)")
-    p.add_argument("--cluster", default=argparse.SUPPRESS, metavar="ADDRESS",
+    p.add_argument("--cluster", metavar="ADDRESS",
                    help="run scenes on the warm workers of this Dask scheduler (tcp://head:8786), or 'local': "
                         "a temporary cluster on this machine, one worker per GPU (default: this process)")
-    first = len(p._actions)
-    add_run_options(p)
-    for action in p._actions[first:]:  # absent flags must not override the job file
-        action.default = argparse.SUPPRESS
-        action.required = False
+    add_run_options(p, required=False)  # absent flags are None: they do not override the job file
 
 
 def job_from_args(args: argparse.Namespace, **forced: Any) -> Any:

@@ -7,41 +7,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.blend import BLEND_WINDOWS
-from pipeline.raster.write import COMPRESSIONS
-from pipeline.settings import RunSettings
+from pipeline.options import RunOptions
+
+from .cli_options import add_model_flags, given
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``run`` and ``batch`` (and job config files)."""
-    p.add_argument("--model", required=True, type=Path, help="checkpoint (.safetensors) made by segpipe")
-    p.add_argument("--out", required=True, type=Path, help="output root; each input gets OUT/<name>/")
-    p.add_argument("--tile", type=int, help="tile size in pixels, multiple of 32 (default: checkpoint's)")
-    p.add_argument("--overlap", type=int, help="overlap in pixels, about the receptive field (default: checkpoint's)")
-    p.add_argument("--blend", choices=sorted(BLEND_WINDOWS), default="gaussian", help="tile blending window")
-    p.add_argument("--batch-size", type=int, help="tiles per model call (default: 8 on a GPU, 2 on the CPU)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto = bf16 autocast on GPU, fp32 on CPU")
-    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (4x the model work)")
-    p.add_argument("--confidence", action="store_true", help="also write max class probability (uint8, /254)")
-    p.add_argument("--probabilities", action="store_true", help="also write per-class probabilities (uint8, /254)")
-    p.add_argument("--workers", type=int, default=4, help="reader threads")
-    p.add_argument("--compress", choices=COMPRESSIONS, default="deflate")
-    p.add_argument("--slice-axis", type=int, choices=[0, 1, 2], help="volumes: axis to slice (default: coarsest)")
-    p.add_argument("--context", type=int, help="volumes: 2.5D slices per input (default: checkpoint's)")
-    p.add_argument("--volume", type=int, help="volumes: which volume of a 4D series to segment")
-    p.add_argument("--series", choices=["error", "each"], help="volumes: policy for a 4D series")
+def add_run_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """Options shared by ``run`` and ``batch`` (and job config files): model, output root, run options.
+
+    ``required``: ``--model`` and ``--out`` must be given (``batch`` may take them from a job file).
+    """
+    p.add_argument("--model", required=required, type=Path, help="checkpoint (.safetensors) made by segpipe")
+    p.add_argument("--out", required=required, type=Path, help="output root; each input gets OUT/<name>/")
+    add_model_flags(p, RunOptions.model_fields)
 
 
-def settings_from_args(args: argparse.Namespace) -> RunSettings:
-    series: Any = args.volume if args.volume is not None else (args.series or "error")
-    return RunSettings(
-        tile=args.tile, overlap=args.overlap, blend=args.blend, batch_size=args.batch_size, device=args.device,
-        precision=args.precision, tta=args.tta, confidence=args.confidence, probabilities=args.probabilities,
-        workers=args.workers, compress=args.compress, slice_axis=args.slice_axis, context=args.context,
-        series=series,
-    )
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(**given(args, RunOptions.model_fields))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,13 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from models.checkpoint import load_checkpoint
-    from pipeline.dispatch import segment_file
+    from pipeline.run import segment_file
 
-    settings = settings_from_args(args)
+    options = options_from_args(args)
     model = load_checkpoint(args.model)
     bar = _Bar(disable=args.quiet)
     try:
-        result = segment_file(args.input, model, args.out, settings, progress=bar.update)
+        result = segment_file(args.input, model, args.out, options, progress=bar.update)
     finally:
         bar.close()
     print(summary_line(result.record, result.scene_dir))

@@ -13,78 +13,22 @@ bad job fails when it is loaded, naming the field, not at 02:00 on scene 300::
     tta: true
 
 A CSV manifest may carry per-scene overrides: a ``path`` column plus any column named
-after a field of :class:`RunOptions` (empty cell = the job's value).
+after a field of :class:`pipeline.options.RunOptions` (empty cell = the job's value).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from pipeline.blend import BLEND_WINDOWS
 from pipeline.errors import ConfigError
+from pipeline.options import RUN_OPTION_NAMES, RunOptions, validate
 from pipeline.qa.schema import QAThresholds
-from pipeline.raster.write import COMPRESSIONS
-from pipeline.settings import RunSettings
-from pipeline.spec import MODEL_STRIDE
 
-# Choices come from the engine's registries, as the CLI's do.
-BlendName = Literal[tuple(sorted(BLEND_WINDOWS))]  # type: ignore[valid-type]
-CompressName = Literal[tuple(COMPRESSIONS)]  # type: ignore[valid-type]
-
-# Files a folder input contributes when no glob is given (case-insensitive suffixes).
-DEFAULT_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nii", ".nii.gz")
-
-
-class RunOptions(BaseModel):
-    """The options of ``segpipe run`` (same names as its flags, dashes as underscores)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tile: int | None = Field(None, ge=MODEL_STRIDE, le=8192, description="tile size, multiple of 32")
-    overlap: int | None = Field(None, ge=0, le=4096)
-    blend: BlendName = "gaussian"
-    batch_size: int | None = Field(None, ge=1, le=1024)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    tta: bool = False
-    confidence: bool = False
-    probabilities: bool = False
-    workers: int = Field(4, ge=1, le=64)
-    compress: CompressName = "deflate"
-    slice_axis: Literal[0, 1, 2] | None = None
-    context: int | None = Field(None, ge=1, le=31)
-    volume: int | None = Field(None, ge=0)
-    series: Literal["error", "each"] | None = None
-
-    @field_validator("tile")
-    @classmethod
-    def _tile_stride(cls, v: int | None) -> int | None:
-        if v is not None and v % MODEL_STRIDE:
-            raise ValueError(f"must be a multiple of {MODEL_STRIDE}, got {v}")
-        return v
-
-    def to_settings(self) -> RunSettings:
-        """The engine's settings (mirrors ``flows.cli_run.settings_from_args``)."""
-        series: Any = self.volume if self.volume is not None else (self.series or "error")
-        return RunSettings(
-            tile=self.tile, overlap=self.overlap, blend=self.blend, batch_size=self.batch_size,
-            device=self.device, precision=self.precision, tta=self.tta, confidence=self.confidence,
-            probabilities=self.probabilities, workers=self.workers, compress=self.compress,
-            slice_axis=self.slice_axis, context=self.context, series=series,
-        )
-
-    def with_overrides(self, overrides: dict[str, Any], where: str) -> RunOptions:
-        """These options with some fields replaced (a CSV manifest row), validated again."""
-        if not overrides:
-            return self
-        return validate(type(self), {**self.model_dump(), **overrides}, where)
-
-
-RUN_OPTION_NAMES: tuple[str, ...] = tuple(RunOptions.model_fields)
+__all__ = ["RUN_OPTION_NAMES", "JobConfig", "RunOptions", "load_job", "read_job_file", "validate"]
 
 
 class JobConfig(RunOptions):
@@ -115,23 +59,6 @@ class JobConfig(RunOptions):
 
     def run_options(self) -> RunOptions:
         return RunOptions(**{k: getattr(self, k) for k in RUN_OPTION_NAMES})
-
-
-def validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
-    """``model.model_validate(data)`` with a one-line ConfigError naming ``where`` and the fields."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" + _got(e) for e in exc.errors()[:4]
-        )
-        raise ConfigError(f"{where}: invalid job configuration: {problems}") from None
-
-
-def _got(error: Any) -> str:
-    if error.get("type") == "missing":
-        return ""
-    return f" (got {error.get('input')!r})"
 
 
 def read_job_file(path: str | Path) -> dict[str, Any]:

@@ -93,16 +93,14 @@ def scene_on_worker(*, input: str, model: str, out: str, options: dict[str, Any]
     ``batch_size`` overrides the options' (the halved size after a device out-of-memory
     error); ``log_to`` holds the Prefect flow and task run ids the engine's logs belong to.
     """
-    from dataclasses import replace
-
+    from pipeline.options import RunOptions
     from pipeline.qa import QAThresholds
 
-    from .config import RunOptions
     from .scenes import process_scene, retry_batch_on_oom
 
-    settings = RunOptions.model_validate(options).to_settings()
+    settings = RunOptions.model_validate(options)
     if batch_size is not None:
-        settings = replace(settings, batch_size=batch_size)
+        settings = settings.model_copy(update={"batch_size": batch_size})
     with _scene_logs(log_to or {}), retry_batch_on_oom(settings):
         outcome = process_scene(input, model, out, settings,
                                 qa_thresholds=QAThresholds.model_validate(qa) if qa else None)

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.scene import scene_dir_for
+from pipeline.options import RUN_OPTION_NAMES, RunOptions
+from pipeline.readers import INPUT_SUFFIXES
+from pipeline.run.folder import scene_dir_for
 
-from .config import DEFAULT_SUFFIXES, RUN_OPTION_NAMES, JobConfig, RunOptions
+from .config import JobConfig
 
 MANIFEST_SUFFIXES = (".txt", ".csv", ".lst")
 PATH_COLUMNS = ("path", "input", "file")  # accepted names of a CSV manifest's path column
@@ -87,7 +89,7 @@ def _folder_files(folder: Path, pattern: str | None) -> list[Path]:
     if pattern:
         return sorted(p for p in folder.glob(pattern) if p.is_file())
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.name.lower().endswith(DEFAULT_SUFFIXES) and not p.name.startswith("."))
+                  if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES) and not p.name.startswith("."))
 
 
 def read_manifest(path: Path) -> list[tuple[Path, dict[str, Any]]]:

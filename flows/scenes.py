@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.qa import QAThresholds
-from pipeline.record import RECORD_NAME, file_sha256, read_record
-from pipeline.settings import RunSettings
+from pipeline.files import RECORD_NAME, file_sha256
+from pipeline.options import RunOptions
+from pipeline.run.record import read_record
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def clear_model_cache() -> None:
 
 
 # -- is the finished scene still current? ---------------------------------------------------
-def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunSettings) -> str | None:
+def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunOptions) -> str | None:
     """Why the scene must be (re)done, or None when its record matches input, model and settings.
 
     Cheap checks first (record present, model hash, settings, file size); the input is
@@ -132,11 +133,13 @@ def _jsonish(value: Any) -> Any:
 
 # -- one scene -----------------------------------------------------------------------------
 def process_scene(input_path: str | Path, model_path: str | Path, out_root: str | Path,
-                  settings: RunSettings, *, progress: Any = None,
-                  qa_thresholds: QAThresholds | None = None) -> SceneOutcome:
-    """Skip the scene if its record is current, else segment it. Errors propagate (for retries)."""
-    from pipeline.dispatch import segment_file
-    from pipeline.scene import scene_dir_for
+                  settings: RunOptions, *, progress: Any = None,
+                  qa_thresholds: QAThresholds | None = None, read_ahead: Any = None) -> SceneOutcome:
+    """Skip the scene if its record is current, else segment it. Errors propagate (for retries).
+
+    ``read_ahead``: the batch's ``pipeline.readers.nifti.ReadAhead`` (its next volume, decoding).
+    """
+    from pipeline.run import scene_dir_for, segment_file
 
     input_path, out_root = Path(input_path), Path(out_root)
     scene_dir = scene_dir_for(input_path, out_root)
@@ -150,29 +153,26 @@ def process_scene(input_path: str | Path, model_path: str | Path, out_root: str 
         return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
                             outputs=output_paths(scene_dir, record))
     log.info("%s: segmenting (%s)", name, reason)
-    result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds)
+    result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds,
+                          read_ahead=read_ahead)
     return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
                         outputs=output_paths(result.scene_dir, result.record))
 
 
-def read_ahead_next(input_path: str | Path, options: Any) -> bool:
-    """Start decoding the batch's next input while this one runs, where it pays: a NIfTI
-    volume (``pipeline.volume.stream.read_ahead``) on a GPU, whose model outruns inflating
-    a ``.nii.gz`` on one core. On the CPU the model is the bottleneck and the decoder would
-    only take cores from it. ``options``: the input's ``RunOptions``. True when a read-ahead
-    started; never raises (bad settings or files are the run's to report)."""
-    from pipeline.dispatch import is_volume
-    from pipeline.infer import resolve_device
+def read_ahead_next(read_ahead: Any, input_path: str | Path, options: RunOptions) -> bool:
+    """Start decoding the batch's next input on its ``read_ahead`` slot while this one runs, where
+    it pays: a NIfTI volume on a GPU, whose model outruns inflating a ``.nii.gz`` on one core.
+    On the CPU the model is the bottleneck and the decoder would only take cores from it.
+    True when a read-ahead started; never raises (bad settings or files are the run's to report)."""
+    from pipeline.engine import resolve_device
+    from pipeline.readers import is_volume
 
     if not is_volume(input_path):
         return False
     try:
-        settings = options.to_settings()
-        if settings.series == "each" or resolve_device(settings.device).type != "cuda":
+        if options.series_policy == "each" or resolve_device(options.device).type != "cuda":
             return False
-        from pipeline.volume.stream import read_ahead
-
-        return read_ahead(input_path, slice_axis=settings.slice_axis)
+        return read_ahead.start(input_path, slice_axis=options.slice_axis)
     except Exception:  # noqa: BLE001 - see docstring
         log.debug("no read-ahead for %s", input_path, exc_info=True)
         return False
@@ -185,7 +185,7 @@ def output_paths(scene_dir: Path, record: dict[str, Any]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def retry_batch_on_oom(settings: RunSettings) -> Iterator[None]:
+def retry_batch_on_oom(settings: RunOptions) -> Iterator[None]:
     """A device out-of-memory error leaving this block carries ``retry_batch_size``: half the
     batch size it ran with, decided where it ran (a worker's device, not the batch's), and
     kept when the exception is pickled back to the batch flow."""
@@ -200,14 +200,12 @@ def retry_batch_on_oom(settings: RunSettings) -> Iterator[None]:
         raise
 
 
-def halved(settings: RunSettings) -> RunSettings:
+def halved(settings: RunOptions) -> RunOptions:
     """The settings to retry with after a device out-of-memory error."""
-    from dataclasses import replace
-
-    from pipeline.infer import resolve_device
+    from pipeline.engine import resolve_device
 
     current = settings.batch_for(resolve_device(settings.device).type)
-    return replace(settings, batch_size=max(1, current // 2))
+    return settings.model_copy(update={"batch_size": max(1, current // 2)})
 
 
 def one_line(exc: BaseException) -> str:

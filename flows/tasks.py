@@ -7,7 +7,6 @@ every task's inputs and result for the whole flow run.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from prefect import task
@@ -50,15 +49,19 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     persist_result=False,
 )
 def segment_scene_task(name: str, input: str, model: str, out: str, options: dict[str, Any],
-                       qa: dict[str, Any] | None = None, cluster: str | None = None) -> dict[str, Any]:
+                       qa: dict[str, Any] | None = None, cluster: str | None = None,
+                       read_ahead: Any = None) -> dict[str, Any]:
     """Segment one input unless its record is current, here or on ``cluster``'s warm workers
-    (``flows.farm``). Returns :class:`flows.scenes.SceneOutcome` as a dict."""
+    (``flows.farm``). Returns :class:`flows.scenes.SceneOutcome` as a dict.
+
+    ``read_ahead``: the batch's read-ahead slot (same process only; never a flow parameter).
+    """
     batch = _OOM_BATCH.get(input)
     if batch is not None:
         log.warning("%s: retrying with batch size %d after running out of device memory", name, batch)
     try:
         outcome = (_on_cluster(cluster, name, input, model, out, options, qa, batch) if cluster
-                   else _here(input, model, out, options, qa, batch))
+                   else _here(input, model, out, options, qa, batch, read_ahead))
     except BaseException as exc:
         if is_out_of_memory(exc) and getattr(exc, "retry_batch_size", None):
             _OOM_BATCH[input] = exc.retry_batch_size
@@ -68,13 +71,13 @@ def segment_scene_task(name: str, input: str, model: str, out: str, options: dic
 
 
 def _here(input: str, model: str, out: str, options: dict[str, Any], qa: dict[str, Any] | None,
-          batch: int | None) -> dict[str, Any]:
-    settings = RunOptions.model_validate(options).to_settings()
+          batch: int | None, read_ahead: Any) -> dict[str, Any]:
+    settings = RunOptions.model_validate(options)
     if batch is not None:
-        settings = replace(settings, batch_size=batch)
+        settings = settings.model_copy(update={"batch_size": batch})
     with retry_batch_on_oom(settings):
-        return process_scene(input, model, out, settings,
-                             qa_thresholds=QAThresholds.model_validate(qa) if qa else None).to_dict()
+        return process_scene(input, model, out, settings, qa_thresholds=QAThresholds.model_validate(qa) if qa else None,
+                             read_ahead=read_ahead).to_dict()
 
 
 def _on_cluster(cluster: str, name: str, input: str, model: str, out: str, options: dict[str, Any],

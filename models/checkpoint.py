@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 
 import pipeline
 from pipeline.errors import CheckpointError, ConfigError, OutputError
-from pipeline.record import file_sha256  # re-exported: models.checkpoint.file_sha256
+from pipeline.files import file_sha256  # re-exported: models.checkpoint.file_sha256
 from pipeline.spec import ModelSpec, Normalization, default_colors
 
 from .unet import build_model, check_state_dict, count_parameters, pick_prefix, read_state_dict

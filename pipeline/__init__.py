@@ -1,13 +1,16 @@
-"""segpipe engine: read -> tile -> infer -> stitch -> write, free of any orchestrator.
+"""segpipe engine: read -> tile -> infer -> stitch -> write -> QA, free of any orchestrator.
 
-Data flows through the modules in this order (see README "How it works"):
+The data flow is the folder tree:
 
-    raster/read.py     windowed, parallel, block-aligned strip reads + validity mask
-    tiling.py          overlapping windows that cover the extent, last one snapped
-    infer.py           batched model calls (autocast, channels_last, flip TTA)
-    stitch.py          streaming blend: rows are finished and freed as tiles pass
-    raster/write.py    tiled temp GeoTIFF -> validated COG, renamed when complete
-    scene.py           wires the above for one scene and writes record.json
+    readers/   inputs as planes of raw pixels + validity (geotiff/: scenes, nifti/: volumes)
+    tiling/    overlapping windows that cover a plane, and their blend weights
+    engine/    one loop over (plane, tile) units: upload, normalise, model, streaming stitcher
+    sinks/     the writer thread and the outputs it feeds (geotiff/: COGs, nifti/: volumes)
+    qa/        streaming QA statistics, checks, verdicts, qa.html, the run report
+    run/       one input -> its output folder: segment_file, QA report, record.json
+
+and beside it: options.py (the run options, declared once), spec.py (a model's contract),
+threads.py (every thread and its rules), files.py (atomic outputs), errors.py.
 """
 
 import os
@@ -16,8 +19,8 @@ __version__ = "0.1.0"
 
 # Large CPU tensors (a U-Net's activations: ~130 MB each at batch 8 and 512 px tiles) go in
 # transparent huge pages. Without this torch gets every big buffer fresh from the kernel,
-# which faults in and zeroes it 4 KiB at a time: on the 2-core CPU machine, ~1.1 million
-# page faults and as much system time as compute per batch (bench/RESULTS.md). torch reads
-# the variable once, at its first allocation, so it is set before anything imports torch;
-# a value the user already set (0 to opt out) is kept. No effect on GPU memory.
+# which faults in and zeroes it 4 KiB at a time: ~1.1 million page faults and as much system
+# time as compute per batch on a small CPU (bench/RESULTS.md). torch reads the variable once,
+# at its first allocation, so it is set before anything imports torch; a value the user
+# already set (0 to opt out) is kept. No effect on GPU memory.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.record import write_text_atomic
+from pipeline.files import write_text_atomic
 
 
 def card_paths(checkpoint: str | Path) -> tuple[Path, Path]:

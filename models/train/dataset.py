@@ -29,7 +29,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from pipeline.errors import InputError
-from pipeline.raster.read import open_raster, validity
+from pipeline.readers.geotiff import open_raster, validity
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from models.checkpoint import load_checkpoint
-from pipeline.settings import RunSettings
+from pipeline.options import RunOptions
 
 from .card import read_card, render_markdown, write_card
 from .dataset import find_pairs
@@ -22,7 +22,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, *, device: str = "auto", 
     """
     model = load_checkpoint(checkpoint, device="cpu")
     pairs = find_pairs(data)
-    val = validate(model, pairs, RunSettings(device=device, batch_size=batch_size, workers=workers))
+    val = validate(model, pairs, RunOptions(device=device, batch_size=batch_size, workers=workers))
     result = {**val.to_dict(), "sha256": model.sha256, "data": str(data)}
     if update_card:
         try:

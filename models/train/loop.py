@@ -25,8 +25,8 @@ import torch
 from models.checkpoint import file_sha256, save_checkpoint
 from models.unet import build_model, count_parameters
 from pipeline.errors import CheckpointError
-from pipeline.infer import resolve_device
-from pipeline.settings import RunSettings
+from pipeline.engine import resolve_device
+from pipeline.options import RunOptions
 from pipeline.spec import ModelSpec
 
 from .augment import augment, build_augment
@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, *, progress: Callable[[TrainProgress], None] | None 
     pipeline = build_augment(cfg.augment, seed=cfg.seed + trainer.step)
     out, state_path = Path(cfg.out), state_path_for(cfg.out)
     handle = TrainingHandle(trainer.model, data.spec, out)
-    settings = RunSettings(device=str(device), batch_size=cfg.batch_size, workers=cfg.workers)
+    settings = RunOptions(device=str(device), batch_size=cfg.batch_size, workers=cfg.workers)
     log.info("training on %d %s(s), validating on %d; %d steps on %s; pixels per class %s",
              len(data.train), data.kind, len(data.val), cfg.total_steps, device, data.class_pixels.tolist())
     while trainer.step < cfg.total_steps:
@@ -217,7 +217,7 @@ def _run_epoch(trainer: Trainer, sampler: TileSampler, pipeline: Any, cfg: Train
 
 
 def _end_epoch(trainer: Trainer, data: Prepared, cfg: TrainConfig, book: _Book, handle: TrainingHandle,
-               settings: RunSettings, loss: float) -> EpochReport:
+               settings: RunOptions, loss: float) -> EpochReport:
     val: Validation | None = validate(handle, data.val, settings) if data.val else None
     miou = val.scores.mean_iou if val else None
     improved = val is None or book.best is None or miou > book.best

@@ -2,9 +2,9 @@
 
 Scenes get ``meanstd`` with per-band mean/std over *valid* pixels of the training scenes
 (a random sample, not every pixel). The numbers go into the checkpoint's spec, and the
-training tiles are normalised by the engine's own code (``pipeline.normalize``), so
-inference applies exactly the same map. Volumes use the per-volume kinds the volume engine
-resolves itself (``ct_window``, ``zscore``), through ``pipeline.volume.normalize``.
+training tiles are normalised by the engine's own map (``pipeline.engine.normalize``), so
+inference applies exactly the same map. Volumes use the per-volume kinds the engine resolves
+per volume (``ct_window``, ``zscore``), through the same module.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from pipeline.errors import InputError
-from pipeline.normalize import apply_torch, stats_for
+from pipeline.engine.normalize import normalise_array, stats_for
 from pipeline.spec import Normalization
 
 from .dataset import IGNORE_INDEX, LabelledScene
@@ -71,7 +70,7 @@ def scene_normalization(scenes: Sequence[LabelledScene], max_samples: int, seed:
 def scene_plane(scene: LabelledScene, norm: Normalization) -> Plane:
     """Normalise a scene with the engine's own code; invalid pixels become 0 as in inference."""
     stats = stats_for(norm, scene.image.shape[0])
-    x = apply_torch(torch.from_numpy(scene.image.copy())[None], stats)[0].numpy()
+    x = normalise_array(scene.image, stats, scene.image.shape[0])
     x *= scene.valid[None]
     return Plane(np.ascontiguousarray(x, dtype=np.float32), scene.label, scene.pair.name)
 

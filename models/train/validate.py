@@ -1,16 +1,15 @@
 """Validation through the production engine: what is measured is what production does.
 
-Each held-out scene is segmented by ``pipeline.scene.segment_scene`` (tiling, blending,
-stitching, nodata handling, COG writing) into a temporary folder, and the written mask is
-compared with the label raster. Volumes go through ``pipeline.dispatch.segment_file`` (the
-volume engine: canonical orientation, 2.5D slabs, writing back in the input's geometry)
+Each held-out scene is segmented by the production run (``pipeline.run.segment_file``: tiling,
+blending, stitching, nodata handling, COG writing) into a temporary folder, and the written
+mask is compared with the label raster. Volumes go the same way (canonical orientation, 2.5D
+slabs, writing back in the input's geometry)
 and the written label volume is compared with the label NIfTI voxel by voxel, both in
 the file's own voxel order.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ import rasterio
 import torch
 
 from pipeline.errors import SegpipeWarning
-from pipeline.settings import RunSettings
+from pipeline.options import RunOptions
 from pipeline.spec import ModelSpec
 
 from .dataset import IGNORE_INDEX, Pair, read_scene_pair
@@ -57,11 +56,7 @@ class Validation:
         return {**self.scores.to_dict(), "engine": self.engine, "per_input": self.per_input}
 
 
-def volume_engine_available() -> bool:
-    return importlib.util.find_spec("pipeline.volume.run") is not None
-
-
-def validate(handle: Any, pairs: Sequence[Pair], settings: RunSettings, work_dir: str | Path | None = None) -> Validation:
+def validate(handle: Any, pairs: Sequence[Pair], settings: RunOptions, work_dir: str | Path | None = None) -> Validation:
     """Segment ``pairs`` with the engine and score the outputs against their labels.
 
     Args:
@@ -76,13 +71,13 @@ def validate(handle: Any, pairs: Sequence[Pair], settings: RunSettings, work_dir
     own_tmp = work_dir is None
     root = Path(tempfile.mkdtemp(prefix="segpipe-val-")) if own_tmp else Path(work_dir)
     was_training = handle.module.training
-    engine = "pipeline.scene.segment_scene"
+    engine = "pipeline.run.segment_file"
     try:
         for pair in pairs:
             if pair.kind == "scene":
                 cm = _scene(handle, pair, settings, root)
             else:
-                cm, engine = _volume(handle, pair, settings, root)
+                cm = _volume(handle, pair, settings, root)
             total += cm
             s = scores(cm, spec.class_names)
             per_input[pair.name] = {"mean_iou": s.mean_iou, "iou": dict(zip(spec.class_names, s.iou))}
@@ -93,12 +88,12 @@ def validate(handle: Any, pairs: Sequence[Pair], settings: RunSettings, work_dir
     return Validation(scores(total, spec.class_names), per_input, engine)
 
 
-def _scene(handle: Any, pair: Pair, settings: RunSettings, root: Path) -> np.ndarray:
-    from pipeline.scene import segment_scene
+def _scene(handle: Any, pair: Pair, settings: RunOptions, root: Path) -> np.ndarray:
+    from pipeline.run import segment_file
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SegpipeWarning)  # e.g. "uses bands 1-3 of 4": expected here
-        result = segment_scene(pair.image, handle, root, settings)
+        result = segment_file(pair.image, handle, root, settings)
     truth = read_scene_pair(pair, handle.spec.bands)  # labels are IGNORE_INDEX where the image is invalid
     with rasterio.open(result.outputs["mask"]) as ds:
         pred, nodata = ds.read(1), ds.nodata
@@ -106,23 +101,13 @@ def _scene(handle: Any, pair: Pair, settings: RunSettings, root: Path) -> np.nda
     return confusion(truth.label, pred, handle.spec.num_classes, None if nodata is None else int(nodata))
 
 
-def _volume(handle: Any, pair: Pair, settings: RunSettings, root: Path) -> tuple[np.ndarray, str]:
+def _volume(handle: Any, pair: Pair, settings: RunOptions, root: Path) -> np.ndarray:
+    from pipeline.run import segment_file
+
     label = np.rint(np.asarray(nib.load(pair.label).dataobj, dtype=np.float32)).astype(np.int64)
     label = np.where((label < 0) | (label > IGNORE_INDEX), IGNORE_INDEX, label).astype(np.uint8)
-    if volume_engine_available():
-        from pipeline.dispatch import segment_file
-
-        result = segment_file(pair.image, handle, root, settings)
-        out = result.outputs.get("mask") or result.outputs.get("labels") or next(iter(result.outputs.values()))
-        pred = np.asarray(nib.load(out).dataobj)
-        shutil.rmtree(result.scene_dir, ignore_errors=True)
-        engine = "pipeline.dispatch.segment_file (volume engine)"
-    else:
-        from .volumes import predict_volume_slices
-
-        log.warning("pipeline.volume.run not available yet; validating %s slice by slice with the engine's "
-                    "Predictor and volume helpers instead", pair.image)
-        pred = predict_volume_slices(handle, pair.image, settings)
-        engine = "slice-wise fallback (pipeline.volume helpers + pipeline.infer.Predictor)"
+    result = segment_file(pair.image, handle, root, settings)
+    pred = np.asarray(nib.load(result.outputs["labels"]).dataobj)
+    shutil.rmtree(result.scene_dir, ignore_errors=True)
     label = label.reshape(pred.shape) if label.size == pred.size else label
-    return confusion(label, pred, handle.spec.num_classes, None), engine
+    return confusion(label, pred, handle.spec.num_classes, None)

@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from ..raster.write import cog_problems
+from ..sinks.geotiff.cog import cog_problems
 from .schema import CheckResult
 
 log = logging.getLogger(__name__)

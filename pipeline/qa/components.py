@@ -19,7 +19,6 @@ QA's thread must keep pace with the model; the counts are the same either way, t
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +26,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from ..threads import pool
 
 Connectivity = Literal["face", "full"]
 
@@ -77,7 +78,7 @@ class StreamingComponents:
         r = (-1, 0, 1) if self.connectivity == "full" else (0,)
         self._shifts = list(itertools.product(r, repeat=self.ndim - 1))
         self._summary = [ComponentSummary() for _ in range(self.num_classes)]
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="segpipe-components") \
+        self._pool = pool("components", self.workers) \
             if self.workers > 1 else None
 
     def update(self, labels: np.ndarray, present: np.ndarray | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..record import RECORD_NAME, write_json_atomic, write_text_atomic
+from ..files import RECORD_NAME, write_json_atomic, write_text_atomic
 from .drift import HistoryEntry, baseline, drift_flags, earlier_runs
 from .html import run_html
 from .read import read_json

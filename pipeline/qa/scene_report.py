@@ -1,6 +1,6 @@
 """The one call at the end of a scene: checks, pictures, verdict, ``qa.json`` + ``qa.html``.
 
-``segment_scene`` (and the volume path) call :func:`finalize_scene_qa` after the
+The run (``pipeline.run``) calls :func:`finalize_scene_qa` after the
 outputs are finished and before ``record.json`` is written, so a scene with a record
 always has its QA report beside it.
 """
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ..record import write_json_atomic, write_text_atomic
+from ..files import write_json_atomic, write_text_atomic
 from .build import build_report
 from .checks import CheckContext, ExtraCheck, run_checks
 from .html import scene_html
 from .read import read_decimated
-from .schema import QA_HTML, QA_JSON, QAReport, QAThresholds
+from .schema import QA_JSON, AreaInfo, QAReport, QAThresholds, Reason, Verdict
 from .stats import QAStats, SceneQA
 from .thumbs import confidence_image, data_uri, label_image, overlay, plane_overlays, png_bytes, stretch
 from .verdict import decide
@@ -62,7 +62,7 @@ def finalize_scene_qa(qa: SceneQA, *, scene_dir: str | Path, record: Mapping[str
             (``<stem>.json`` / ``<stem>.html``: one volume of a series writes ``qa_t3.*``).
         title: the name the report gives the scene (default: the folder's name).
         record: the record as built so far (input, model, settings, timings, facts, warnings).
-        outputs: output name -> path (as ``segment_scene`` produced them).
+        outputs: output name -> path (as the run produced them).
         thresholds: the job's ``QAThresholds`` (defaults when None).
         input_path: the input file (default: ``record["input"]["path"]``).
         checks: names from ``pipeline.qa.checks.CHECKS`` to run (default: all).
@@ -105,3 +105,31 @@ def _scene_images(stats: QAStats, input_path: Path, record: Mapping[str, Any], c
     if stats.confidence_thumb is not None:
         images["confidence (max class probability)"] = data_uri(png_bytes(confidence_image(stats.confidence_thumb)))
     return images
+
+
+def failed_scene_qa(error: str, *, scene_dir: str | Path, record: Mapping[str, Any],
+                    outputs: Mapping[str, str | Path], thresholds: QAThresholds | None = None,
+                    stem: str = Path(QA_JSON).stem, title: str | None = None) -> QAResult:
+    """The report of a scene whose QA could not be completed (``error``): verdict ``fail``.
+
+    The outputs were written; their checks still run, and the facts the record holds are
+    shown, but there are no statistics (no classes, confidence or seams).
+    """
+    scene_dir = Path(scene_dir)
+    inp, facts = record.get("input", {}), record.get("facts", {})
+    outs = {k: Path(v) if Path(v).is_absolute() else scene_dir / v for k, v in outputs.items()}
+    results = run_checks(CheckContext(Path(inp.get("path", "")), scene_dir, outs))
+    total = int(inp.get("width", 0)) * int(inp.get("height", 0)) * int(inp.get("depth") or 1)
+    stats = QAStats(kind=record.get("kind", "scene"), valid_pixels=int(facts.get("valid_pixels", 0)),
+                    total_pixels=total, area=AreaInfo(unit="pixel", note="QA failed: no statistics"), classes=[],
+                    confidence=None, mean_entropy=None, seams=None, label_thumb=None, confidence_thumb=None,
+                    observe_s=0.0)
+    report = build_report(stats, record, results, title or scene_dir.name, outs, 0.0)
+    reason = Reason(code="qa_failed", severity="fail",
+                    message=f"QA could not be completed ({error}); the outputs were written and checked, "
+                            "but no statistics were gathered")
+    report = report.model_copy(update={"verdict": Verdict(status="fail", reasons=[reason])})
+    json_path = write_json_atomic(scene_dir / f"{stem}.json", report.model_dump(mode="json"))
+    html_path = write_text_atomic(scene_dir / f"{stem}.html", scene_html(report, {}))
+    log.warning("%s: QA failed (%s); report %s", scene_dir.name, error, html_path.name)
+    return QAResult(report, json_path, html_path)

@@ -1,7 +1,7 @@
 """Per-scene statistics gathered while the engine streams its output.
 
-:class:`SceneQA` is a row observer: ``segment_scene(..., observers=[qa])`` hands it each
-finished :class:`~pipeline.stitch.RowBand` in row order (in the writer thread). A volume
+:class:`SceneQA` is a band observer: ``segment_file(..., observers=[qa])`` hands it each
+finished :class:`~pipeline.engine.bands.Band` in row order (in the writer thread). A volume
 feeds it slice by slice with :meth:`SceneQA.observe_slice`. It never holds more than
 one band, one plane and small per-class / per-column counters, plus thumbnail-sized
 grids, so QA memory does not grow with the scene.
@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..consumer import Consumer
+from ..engine.bands import PROB_SCALE
+from ..threads import Consumer
 from ..tiling import TileGrid
 from .area import PixelArea, pixel_area, voxel_volume
 from .components import Connectivity, StreamingComponents, side
@@ -31,8 +32,8 @@ from .schema import AreaInfo, ClassStats, ConfidenceStats, SeamStats
 from .seams import SeamAccumulator
 from .tally import TALLY_KEYS, BandTallier
 
-# Confidence arrives as uint8 p x 254 (pipeline.stitch.PROB_SCALE); 255 is nodata.
-_CONF_SCALE = 254.0
+# Confidence arrives as uint8 p x 254 (pipeline.engine.bands.PROB_SCALE); 255 is nodata.
+_CONF_SCALE = float(PROB_SCALE)
 HIST_BINS = 20
 
 
@@ -67,7 +68,7 @@ class QAStats:
 # Components are counted at full resolution up to this size (pixels or voxels, in millions).
 COMPONENTS_MAX_MPIX = 64.0
 # A volume's slices are labelled this many at a time (one ndimage.label per class and slab):
-# slice by slice, the per-call overhead was most of QA's time (6 -> 2.6 ms a slice, 512 x 512).
+# slice by slice, the per-call overhead was most of QA's time (bench/RESULTS.md).
 COMPONENT_SLAB = 8
 
 
@@ -115,7 +116,7 @@ class SceneQA:
         self._slab: list[np.ndarray] = []  # a volume's slices waiting to be labelled together
         self.touches_edge = np.zeros(self.k, dtype=bool)
         fn = self._observe_band if depth is None else self._observe_slice
-        self._worker = Consumer(lambda item: fn(*item), maxsize=2, name="segpipe-qa") if threaded else None
+        self._worker = Consumer(lambda item: fn(*item), role="qa", maxsize=2) if threaded else None
         self.seams = SeamAccumulator(grid) if grid is not None else None
         self._tallier = BandTallier(self.k)  # the host path: bands that came without tallies
         self.counts = np.zeros(self.k, dtype=np.int64)
@@ -143,7 +144,7 @@ class SceneQA:
     @classmethod
     def for_scene(cls, info: Any, grid: TileGrid, class_names: tuple[str, ...],
                   colors: tuple[tuple[int, int, int], ...] | None = None, **kw: Any) -> SceneQA:
-        """For a raster: ``info`` is the scene's :class:`~pipeline.raster.read.RasterInfo`."""
+        """For a raster: ``info`` is the scene's :class:`~pipeline.readers.geotiff.RasterInfo`."""
         area = pixel_area(info.crs, info.transform, info.width, info.height)
         return cls(class_names, info.height, info.width, grid, area, colors=list(colors or ()), **kw)
 
@@ -160,7 +161,7 @@ class SceneQA:
         return BandTallier(self.k)
 
     def __call__(self, band: Any) -> None:
-        """Row observer for ``segment_scene``: takes a :class:`~pipeline.stitch.RowBand`."""
+        """Band observer for a scene's run: takes a :class:`~pipeline.engine.bands.Band`."""
         self.observe(band.row0, band.labels, band.valid, band.confidence, band.entropy_sum, band.tallies)
 
     def observe(self, row0: int, labels: np.ndarray, valid: np.ndarray, confidence: np.ndarray | None = None,
@@ -201,7 +202,7 @@ class SceneQA:
                       tallies: dict[str, np.ndarray] | None = None) -> None:
         """Slice ``index`` (2D plane and its valid mask) of a volume, in order (``tallies`` as for scenes)."""
         if self.kind != "volume":
-            raise ValueError("a scene's QA takes row bands: use observe() or pass the observer to segment_scene")
+            raise ValueError("a scene's QA takes row bands: use observe() or pass the observer to segment_file")
         if index != self._next:
             raise ValueError(f"slices must arrive in order: got slice {index}, expected {self._next}")
         self._next = index + 1

@@ -1,10 +1,10 @@
 """QA's per-pixel tallies of a band, in torch, on whichever device holds the band.
 
-A GPU run finishes its output rows on the device (``pipeline.stitch``); counting classes,
+A GPU run finishes its output rows on the device (``pipeline.engine.stitch``); counting classes,
 confidences and label changes there costs microseconds, while the same passes over the
 host copy cost QA's thread more than the model's time at GPU speed (bench/RESULTS.md).
 So the stitcher calls a :class:`BandTallier` on each finished band before the copy and
-ships the small results with it (``RowBand.tallies``); :class:`~pipeline.qa.SceneQA` uses
+ships the small results with it (``Band.tallies``); :class:`~pipeline.qa.SceneQA` uses
 them when they came and runs the *same* tallier on the host arrays when they did not
 (``torch.from_numpy``: no copy), so there is one implementation of each tally.
 

@@ -15,7 +15,7 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
-from data import synthetic
+from data.synthetic import scenes
 from data.synthetic import (CLASS_COLORS, CLASS_NAMES, LABEL_HU, LABEL_NAMES, MASK_NODATA, main, write_scene,
                             write_volume)
 from pipeline.errors import ConfigError
@@ -102,8 +102,8 @@ def test_pixels_do_not_depend_on_block_size(tmp_path):
     assert np.array_equal(_read(s256.mask_path), _read(s512.mask_path))
 
 
-_LAYOUT = synthetic._make_layout(200, 150, 4, 11)
-_FULL = synthetic._render(_LAYOUT, 0, 200)
+_LAYOUT = scenes._make_layout(200, 150, 4, 11)
+_FULL = scenes._render(_LAYOUT, 0, 200)
 
 
 @settings(max_examples=25, deadline=None)
@@ -111,7 +111,7 @@ _FULL = synthetic._render(_LAYOUT, 0, 200)
 def test_any_row_range_renders_the_same_pixels(r0, n):
     """Every pixel is a function of its global position: no seam wherever a band starts or ends."""
     r1 = min(r0 + n, 200)
-    for part, whole in zip(synthetic._render(_LAYOUT, r0, r1), _FULL):
+    for part, whole in zip(scenes._render(_LAYOUT, r0, r1), _FULL):
         assert np.array_equal(part, whole[..., r0:r1, :])
 
 

@@ -31,7 +31,7 @@ ARCH_KWARGS = {"decoder_channels": (16, 16, 16, 16, 16)}
 
 def volume_path_available() -> bool:
     try:
-        import pipeline.volume.run  # noqa: F401
+        import pipeline.run.nifti  # noqa: F401
     except ImportError:
         return False
     return True

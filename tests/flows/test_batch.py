@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flows.batch_flow import progress_listener, segment_batch
 from flows.config import JobConfig
-from pipeline.record import read_record
+from pipeline.run.record import read_record
 
 from .conftest import volume_path_available
 

@@ -12,8 +12,8 @@ import numpy as np
 from flows.batch_flow import segment_batch
 from flows.config import JobConfig
 from flows.scenes import process_scene
-from pipeline.record import read_record
-from pipeline.settings import RunSettings
+from pipeline.run.record import read_record
+from pipeline.options import RunOptions
 
 from .conftest import child_env, read_mask, segpipe_cmd
 
@@ -57,7 +57,7 @@ def test_kill_9_mid_scene_then_rerun_finishes_identically(prefect_server, make_c
     assert (out / "a" / "record.json").stat().st_mtime_ns == a_record  # not redone
     assert partials(out / "b") == []  # the killed run's leftovers are cleaned
 
-    reference = process_scene(inputs / "b.tif", model, ref, RunSettings(workers=1))
+    reference = process_scene(inputs / "b.tif", model, ref, RunOptions(workers=1))
     rec = read_record(out / "b")
     assert reference.status == "done" and rec["outputs"] == read_record(ref / "b")["outputs"]
     for name in rec["outputs"].values():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-import pipeline.infer
+import pipeline.engine
 from flows.config import RunOptions
 from flows.scenes import read_ahead_next
-from pipeline.volume import stream
+from pipeline.readers.nifti import ReadAhead
 
 
 def test_read_ahead_only_for_volumes_on_a_gpu(tmp_path, monkeypatch):
@@ -15,13 +15,14 @@ def test_read_ahead_only_for_volumes_on_a_gpu(tmp_path, monkeypatch):
 
     vol = tmp_path / "ct.nii.gz"
     write_volume(vol, (32, 32, 12))
+    ahead = ReadAhead()
     try:
-        assert not read_ahead_next(vol, RunOptions(device="cpu"))  # the CPU: the model is the bottleneck
-        assert stream._AHEAD is None
-        monkeypatch.setattr(pipeline.infer, "resolve_device", lambda device: torch.device("cuda"))
-        assert not read_ahead_next(tmp_path / "scene.tif", RunOptions())  # not a volume
-        assert not read_ahead_next(vol, RunOptions(series="each"))  # a series: read whole
-        assert read_ahead_next(vol, RunOptions())
-        assert stream.take_read_ahead(vol, None) is not None
+        assert not read_ahead_next(ahead, vol, RunOptions(device="cpu"))  # the CPU: the model is the bottleneck
+        assert ahead._slot is None
+        monkeypatch.setattr(pipeline.engine, "resolve_device", lambda device: torch.device("cuda"))
+        assert not read_ahead_next(ahead, tmp_path / "scene.tif", RunOptions())  # not a volume
+        assert not read_ahead_next(ahead, vol, RunOptions(series="each"))  # a series: read whole
+        assert read_ahead_next(ahead, vol, RunOptions())
+        assert ahead.take(vol, None) is not None
     finally:
-        stream._AHEAD = None
+        ahead.close()

@@ -27,7 +27,7 @@ def scripted(monkeypatch):
     def install(*errors):
         todo = list(errors)
 
-        def fake(input, model, out, settings, progress=None, qa_thresholds=None):
+        def fake(input, model, out, settings, progress=None, qa_thresholds=None, read_ahead=None):
             calls.append(settings.batch_size)
             if todo:
                 raise todo.pop(0)

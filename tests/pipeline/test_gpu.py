@@ -8,9 +8,9 @@ import pytest
 import rasterio
 import torch
 
-from pipeline.infer import Predictor
-from pipeline.scene import segment_scene
-from pipeline.settings import RunSettings
+from pipeline.engine import Predictor
+from pipeline.run.geotiff import segment_scene
+from pipeline.options import RunOptions
 
 from .conftest import identity_handle
 
@@ -26,7 +26,7 @@ def test_identity_round_trip_is_exact_on_gpu(make_tif, tmp_path):
     path = make_tif(data)
     # fp32 so the identity scores are exact; bf16 is covered by the agreement test below.
     res = segment_scene(path, identity_handle(tile=128, overlap=32), tmp_path / "out",
-                        RunSettings(device="cuda", precision="fp32", confidence=True))
+                        RunOptions(device="cuda", precision="fp32", confidence=True))
     with rasterio.open(res.outputs["mask"]) as ds:
         np.testing.assert_array_equal(ds.read(1), data.argmax(0))
     assert res.record["facts"]["device"].startswith("cuda")
@@ -91,10 +91,14 @@ def test_qa_tallies_on_the_device_equal_the_host():
 
 def test_volume_whole_plane_batches_on_gpu_match_the_cpu():
     """One-tile slices finished a batch at a time on CUDA give the CPU's labels and tallies."""
+    from pipeline.engine import Engine, Stitcher, stats_for
     from pipeline.qa.tally import BandTallier
-    from pipeline.spec import ModelSpec
+    from pipeline.readers.nifti import VolumeSource
+    from pipeline.spec import ModelSpec, Normalization
+    from pipeline.threads import StopToken
     from pipeline.tiling import TileGrid
-    from pipeline.volume.engine import SliceEngine
+
+    from .volume.test_engine import _volume
 
     torch.manual_seed(0)
     net = torch.nn.Conv2d(3, 4, 3, padding=1)
@@ -104,11 +108,17 @@ def test_volume_whole_plane_batches_on_gpu_match_the_cpu():
     valid[2, 3:9, 4:30] = False
     out = {}
     for device in ("cpu", "cuda"):
-        pred = Predictor(net, spec, torch.device(device), precision="fp32")
-        eng = SliceEngine(pred, TileGrid.build(40, 48, 64, 16), 4, blend="gaussian", context=3, batch_size=4,
-                          confidence=True, reducers=[BandTallier(4)])
-        assert eng.whole_planes
-        out[device] = list(eng.run(data, valid, 0, lambda p: p))
+        dev = torch.device(device)
+        pred = Predictor(net, spec, dev, precision="fp32")
+        grid = TileGrid.build(40, 48, 64, 16)
+        st = Stitcher(grid, 4, "gaussian", dev, nodata=0, label_dtype=torch.uint8, confidence=True,
+                      reducers=[BandTallier(4)])
+        eng = Engine(pred, VolumeSource(_volume(data, valid), 3), grid, stats_for(Normalization(), 1), batch_size=4,
+                     stitcher=st, stop=StopToken())
+        assert eng.lone
+        bands = []
+        eng.run(lambda pending: bands.extend(pending.resolve()))
+        out[device] = bands
     for c, g in zip(out["cpu"], out["cuda"]):
         assert (c.labels == g.labels).mean() > 0.999  # fp32 conv on two devices: rare argmax near-ties
         np.testing.assert_array_equal(c.valid, g.valid)
@@ -119,8 +129,8 @@ def test_volume_whole_plane_batches_on_gpu_match_the_cpu():
 def test_finished_rows_travel_without_a_host_sync():
     """The stitcher's thread never waits for the GPU: finishing a row (blend, argmax, QA tallies,
     copies to page-locked memory) makes no synchronising call; the writer's resolve() waits."""
+    from pipeline.engine import Stitcher
     from pipeline.qa.tally import BandTallier
-    from pipeline.stitch import StreamingStitcher
     from pipeline.tiling import TileGrid
 
     grid = TileGrid.build(300, 260, 128, 32)
@@ -129,7 +139,8 @@ def test_finished_rows_travel_without_a_host_sync():
     scores = torch.from_numpy(rng.random((4, 300, 260), dtype=np.float32)).to(dev)
 
     def run(sync_check: bool):
-        st = StreamingStitcher(grid, 4, "gaussian", dev, confidence=True, reducers=[BandTallier(4)])
+        st = Stitcher(grid, 4, "gaussian", dev, nodata=255, label_dtype=torch.uint8, confidence=True,
+                      reducers=[BandTallier(4)])
         pending = []
         for tile in grid:
             w = tile.window
@@ -137,15 +148,15 @@ def test_finished_rows_travel_without_a_host_sync():
             probs[:, : w.height, : w.width] = scores[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
             ok = torch.zeros((grid.read_h, grid.read_w), dtype=torch.bool, device=dev)
             ok[: w.height, : w.width] = True
-            st.add(tile, probs, ok)
+            st.add(0, tile, probs, ok)
             if tile.col == len(grid.col_offsets) - 1:
                 if sync_check:
                     torch.cuda.set_sync_debug_mode("error")
                 try:
-                    pending.append(st.finish_row_deferred())
+                    pending.append(st.close_strip())
                 finally:
                     torch.cuda.set_sync_debug_mode("default")
-        return [p.resolve() for p in pending]
+        return [b for p in pending for b in p.resolve()]
 
     warm = run(False)  # first use: blend windows, page-locked blocks
     bands = run(True)
@@ -158,9 +169,12 @@ def test_finished_rows_travel_without_a_host_sync():
 
 def test_a_batch_goes_through_normalisation_and_the_model_without_a_host_sync():
     """Per-batch work on the main thread queues GPU work only (no copy that drains the stream)."""
-    from pipeline.normalize import NormStats, apply_torch
+    from pipeline.engine.normalize import NormStats, normalise
 
-    stats = NormStats((100.0, 200.0, 300.0), (0.01, 0.02, 0.03), (-3.0,) * 3, (3.0,) * 3)
+    def apply_torch(x, stats):
+        return normalise(x, stats, 3)
+
+    stats = NormStats("meanstd", (100.0, 200.0, 300.0), (100.0, 50.0, 33.3), (-3.0,) * 3, (3.0,) * 3)
     h = identity_handle()
     pred = Predictor(torch.nn.Conv2d(3, 3, 3, padding=1), h.spec, torch.device("cuda"))
     x = torch.rand(4, 3, 64, 64, device="cuda") * 1000
@@ -171,3 +185,50 @@ def test_a_batch_goes_through_normalisation_and_the_model_without_a_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("lone", [False, True])
+def test_a_block_goes_from_upload_to_finished_bands_without_a_host_sync(lone):
+    """The engine loop's per-block work in the thread feeding the model (upload, tiles cut,
+    normalise, mask, model, blend or lone-plane finish) queues GPU work only: scenes' strips
+    and volumes' whole-plane blocks alike, with invalid pixels (masking, skipped planes)."""
+    from pipeline.engine import Engine, Stitcher, stats_for
+    from pipeline.engine.upload import Uploader
+    from pipeline.qa.tally import BandTallier
+    from pipeline.readers.nifti import VolumeSource
+    from pipeline.spec import ModelSpec, Normalization
+    from pipeline.threads import StopToken
+    from pipeline.tiling import TileGrid
+
+    from .volume.test_engine import _volume
+
+    dev = torch.device("cuda")
+    shape = (6, 64, 64) if lone else (2, 150, 130)
+    data = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    valid = np.ones(shape, bool)
+    valid[0, :20, :30] = False
+    valid[3 if lone else 1] = False  # a plane without a valid pixel
+    spec = ModelSpec(3, (1,), tuple("abcd"), context=3, tile=64, overlap=16)
+    pred = Predictor(torch.nn.Conv2d(3, 4, 3, padding=1), spec, dev, precision="fp32")
+    grid = TileGrid.build(*shape[1:], 64, 16)
+    st = Stitcher(grid, 4, "gaussian", dev, nodata=0, label_dtype=torch.uint8, confidence=True,
+                  reducers=[BandTallier(4)])
+    eng = Engine(pred, VolumeSource(_volume(data, valid), 3), grid, stats_for(Normalization("zscore", low=0, high=100),
+                 1, data[None]), batch_size=4, stitcher=st, stop=StopToken())
+    assert eng.lone == lone
+    eng.per_block = 4 if lone else 1
+    up = Uploader((eng.per_block + 2, 1, grid.read_h, grid.width), np.dtype(np.float32), dev, StopToken())
+    blocks = eng._blocks(up)
+    pending = []
+    for i in range(2):  # the first block warms up (blend windows, statistics, page-locked blocks)
+        block = next(blocks)
+        units = eng._units(block, up.valid[block.slot])
+        if i:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            d = up.upload(block)
+            (eng._lone_planes if lone else eng._strip)(d, units, pending.append)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    bands = [b for p in pending for b in p.resolve()]
+    assert bands and all(b.labels.shape[1] == shape[2] for b in bands)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError, is_transient
-from pipeline.infer import Predictor, resolve_device
+from pipeline.engine import Predictor, resolve_device
 
 from .conftest import identity_handle
 

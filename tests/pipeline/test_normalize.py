@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.normalize import apply_torch, stats_for
+from pipeline.engine.normalize import normalise, normalise_array, stats_for, volume_stats
 from pipeline.spec import Normalization
-from pipeline.volume.normalize import apply, volume_stats
+
+
+def apply_torch(x, stats):
+    return normalise(x, stats, x.shape[1])
 
 
 def test_percentile_maps_the_scene_percentiles_to_0_and_1_and_clips():
@@ -24,7 +27,7 @@ def test_scenes_and_volumes_normalise_the_same_values_identically(kind):
     norm = Normalization(kind=kind, low=1, high=99)
     scene = apply_torch(torch.from_numpy(values.reshape(1, 1, 8, 256).copy()),
                         stats_for(norm, 1, values.reshape(1, 8, 256)))[0, 0].numpy()
-    volume = apply(values, norm, volume_stats(values, norm)).reshape(8, 256)
+    volume = normalise_array(values, volume_stats(values, norm)).reshape(8, 256)
     np.testing.assert_allclose(scene, volume, rtol=1e-5, atol=1e-5)
 
 
@@ -32,4 +35,4 @@ def test_invalid_pixels_are_left_out_of_the_statistics():
     band = np.concatenate([np.full(500, -9999.0), np.arange(500.0)]).astype(np.float32).reshape(1, 10, 100)
     valid = (band[0] != -9999.0)
     st = stats_for(Normalization(kind="percentile", low=0, high=100), 1, band, valid)
-    assert st.offset[0] == 0.0 and st.scale[0] == pytest.approx(1 / 499)
+    assert st.offset[0] == 0.0 and 1 / st.divisor[0] == pytest.approx(1 / 499)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.crs import CRS
 
-from pipeline.raster.overviews import ModePyramid, level_shapes, mode2x2
-from pipeline.raster.write import BLOCK, GeoTiffSink, Grid, OutputSpec, cog_problems
+from pipeline.sinks.geotiff.overviews import ModePyramid, level_shapes, mode2x2
+from pipeline.sinks.geotiff.cog import BLOCK, GeoTiffSink, Grid, OutputSpec, cog_problems
 
 ND = 255
 
@@ -185,9 +185,9 @@ def test_a_sink_that_cannot_be_made_takes_the_others_down_cleanly(make_tif, tmp_
     import threading
 
     from pipeline.errors import OutputError
-    from pipeline.raster import write
-    from pipeline.scene import segment_scene
-    from pipeline.settings import RunSettings
+    from pipeline.sinks.geotiff import cog as write
+    from pipeline.run.geotiff import segment_scene
+    from pipeline.options import RunOptions
 
     from .conftest import identity_handle
 
@@ -205,7 +205,7 @@ def test_a_sink_that_cannot_be_made_takes_the_others_down_cleanly(make_tif, tmp_
     before = {t.name for t in threading.enumerate()}
     with pytest.raises(OutputError, match="disk full"):
         segment_scene(path, identity_handle(tile=128, overlap=32), tmp_path / "out",
-                      RunSettings(device="cpu", confidence=True), qa=False)
+                      RunOptions(device="cpu", confidence=True), qa=False)
     assert list((tmp_path / "out" / "scene").iterdir()) == []
     assert not any(t.name.startswith("segpipe-overviews") for t in threading.enumerate()
                    if t.name not in before)

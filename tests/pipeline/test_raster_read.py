@@ -7,7 +7,7 @@ import rasterio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.raster.read import StripReader, open_raster, sample_windows
+from pipeline.readers.geotiff import StripReader, open_raster, sample_windows
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,8 +7,8 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-import pipeline.raster.write as write
-from pipeline.raster.write import GeoTiffSink, Grid, OutputSpec, cog_problems, gtiff_supports
+import pipeline.sinks.geotiff.cog as write
+from pipeline.sinks.geotiff.cog import GeoTiffSink, Grid, OutputSpec, cog_problems, gtiff_supports
 
 
 def test_codec_probe():

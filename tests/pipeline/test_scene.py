@@ -9,11 +9,11 @@ import pytest
 import rasterio
 from affine import Affine
 
-from pipeline.blend import BLEND_WINDOWS
+from pipeline.tiling.blend import BLEND_WINDOWS
 from pipeline.errors import ConfigError, InputError, OutputError, SegpipeWarning
-from pipeline.raster.write import cog_problems
-from pipeline.scene import segment_scene
-from pipeline.settings import RunSettings
+from pipeline.sinks.geotiff.cog import cog_problems
+from pipeline.run.geotiff import segment_scene
+from pipeline.options import RunOptions
 
 from .conftest import identity_handle
 
@@ -33,7 +33,7 @@ def _leftovers(folder):
 def test_identity_round_trip_is_exact(make_tif, tmp_path, blend, shape):
     data = _scores(*shape)
     path = make_tif(data)
-    res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(blend=blend, **CPU))
+    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(blend=blend, **CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         mask = ds.read(1)
     np.testing.assert_array_equal(mask, data.argmax(0).astype(np.uint8))
@@ -46,7 +46,7 @@ def test_streaming_many_grid_rows_with_tta_and_uint16(make_tif, tmp_path):
     data = (rng.integers(0, 20000, (3, 333, 150)) * 3 + np.arange(3)[:, None, None]).astype(np.uint16)
     path = make_tif(data)
     res = segment_scene(path, identity_handle(tile=32, overlap=8), tmp_path / "out",
-                        RunSettings(tta=True, confidence=True, probabilities=True, **CPU))
+                        RunOptions(tta=True, confidence=True, probabilities=True, **CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         np.testing.assert_array_equal(ds.read(1), data.argmax(0))
     with rasterio.open(res.outputs["confidence"]) as ds:
@@ -67,7 +67,7 @@ def test_streaming_many_grid_rows_with_tta_and_uint16(make_tif, tmp_path):
 def test_output_geometry_equals_input_and_is_a_valid_cog(make_tif, tmp_path, transform):
     data = _scores(150, 220)
     path = make_tif(data, transform=transform)
-    res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(confidence=True, **CPU))
+    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(confidence=True, **CPU))
     with rasterio.open(path) as src:
         for name, out in res.outputs.items():
             with rasterio.open(out) as ds:
@@ -87,7 +87,7 @@ def test_output_geometry_equals_input_and_is_a_valid_cog(make_tif, tmp_path, tra
 
 def test_record_lists_outputs_and_is_written_last(make_tif, tmp_path):
     path = make_tif(_scores(100, 100))
-    res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(**CPU))
+    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(**CPU))
     rec = json.loads(res.record_path.read_text())
     assert rec["status"] == "complete"
     assert rec["outputs"] == {"mask": "scene_mask.tif"}
@@ -105,7 +105,7 @@ def test_nodata_stays_nodata_and_is_not_predicted_on(make_tif, tmp_path):
     data[:, :, -7:] = -9999
     data[0, 60, 40] = -9999  # one band's nodata invalidates the pixel
     path = make_tif(data, nodata=-9999)
-    res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(confidence=True, **CPU))
+    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(confidence=True, **CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         mask = ds.read(1)
     invalid = (data == -9999).any(0)
@@ -123,7 +123,7 @@ def test_internal_mask_and_alpha_band_are_validity(make_tif, tmp_path):
             m = np.full((80, 80), 255, np.uint8)
             m[:20] = 0
             ds.write_mask(m)
-    res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(**CPU))
+    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(**CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         mask = ds.read(1)
     assert (mask[:20] == 255).all() and (mask[20:] != 255).all()
@@ -131,7 +131,7 @@ def test_internal_mask_and_alpha_band_are_validity(make_tif, tmp_path):
     rgba = np.concatenate([(data * 200).astype(np.uint8), np.full((1, 80, 80), 255, np.uint8)])
     rgba[3, :, :10] = 0
     path2 = make_tif(rgba, name="rgba.tif", photometric="RGB", alpha="YES")
-    res = segment_scene(path2, identity_handle(), tmp_path / "out2", RunSettings(**CPU))
+    res = segment_scene(path2, identity_handle(), tmp_path / "out2", RunOptions(**CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         mask = ds.read(1)
     assert (mask[:, :10] == 255).all() and (mask[:, 10:] != 255).all()
@@ -143,7 +143,7 @@ def test_nan_and_inf_are_invalid_with_a_warning(make_tif, tmp_path):
     data[2, 6, 6] = np.inf
     path = make_tif(data)
     with pytest.warns(SegpipeWarning, match="NaN/Inf"):
-        res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(**CPU))
+        res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(**CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         mask = ds.read(1)
     assert mask[5, 5] == 255 and mask[6, 6] == 255
@@ -155,7 +155,7 @@ def test_all_nodata_scene_gives_all_nodata_mask_and_warning(make_tif, tmp_path):
     data = np.zeros((3, 70, 70), np.uint16)
     path = make_tif(data, nodata=0)
     with pytest.warns(SegpipeWarning, match="no valid pixel"):
-        res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(**CPU))
+        res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(**CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         assert (ds.read(1) == 255).all()
     assert res.record["facts"]["tiles_skipped"] == res.record["facts"]["tiles_total"]
@@ -164,7 +164,7 @@ def test_all_nodata_scene_gives_all_nodata_mask_and_warning(make_tif, tmp_path):
 def test_no_crs_is_allowed_with_a_warning(make_tif, tmp_path):
     path = make_tif(_scores(50, 50), crs=None)
     with pytest.warns(SegpipeWarning, match="no CRS"):
-        res = segment_scene(path, identity_handle(), tmp_path / "out", RunSettings(**CPU))
+        res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(**CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         assert ds.crs is None
         assert ds.transform == Affine(10, 0, 500000, 0, -10, 6000000)
@@ -174,13 +174,13 @@ def test_not_a_raster_is_a_clear_error(tmp_path):
     bad = tmp_path / "notes.tif"
     bad.write_text("hello, I am not a GeoTIFF")
     with pytest.raises(InputError, match="notes.tif.*not a readable raster"):
-        segment_scene(bad, identity_handle(), tmp_path / "out", RunSettings(**CPU))
+        segment_scene(bad, identity_handle(), tmp_path / "out", RunOptions(**CPU))
     assert not (tmp_path / "out" / "notes").exists()
 
 
 def test_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="nope.tif.*not found"):
-        segment_scene(tmp_path / "nope.tif", identity_handle(), tmp_path / "out", RunSettings(**CPU))
+        segment_scene(tmp_path / "nope.tif", identity_handle(), tmp_path / "out", RunOptions(**CPU))
 
 
 def test_truncated_tiff_whose_header_reads_leaves_nothing_behind(make_tif, tmp_path):
@@ -193,7 +193,7 @@ def test_truncated_tiff_whose_header_reads_leaves_nothing_behind(make_tif, tmp_p
         assert ds.width == 256
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"scene.tif.*cannot read rows"):
-        segment_scene(path, identity_handle(), out, RunSettings(**CPU))
+        segment_scene(path, identity_handle(), out, RunOptions(**CPU))
     leftovers = sorted(p.name for p in (out / "scene").iterdir())
     assert leftovers == []  # no partial files, no mask, no record
 
@@ -201,7 +201,7 @@ def test_truncated_tiff_whose_header_reads_leaves_nothing_behind(make_tif, tmp_p
 def test_band_count_mismatch_is_a_clear_error(make_tif, tmp_path):
     path = make_tif(_scores(50, 50, k=2))
     with pytest.raises(InputError, match="scene.tif: has 2 band.*bands \\[1, 2, 3\\]"):
-        segment_scene(path, identity_handle(bands=3), tmp_path / "out", RunSettings(**CPU))
+        segment_scene(path, identity_handle(bands=3), tmp_path / "out", RunOptions(**CPU))
 
 
 def test_unwritable_output_folder_is_a_clear_error(make_tif, tmp_path):
@@ -213,7 +213,7 @@ def test_unwritable_output_folder_is_a_clear_error(make_tif, tmp_path):
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user that ignores permissions (root)")
         with pytest.raises(OutputError, match="not writable"):
-            segment_scene(path, identity_handle(), ro, RunSettings(**CPU))
+            segment_scene(path, identity_handle(), ro, RunOptions(**CPU))
     finally:
         ro.chmod(0o700)
 
@@ -223,32 +223,32 @@ def test_output_root_that_is_a_file_is_a_clear_error(make_tif, tmp_path):
     blocker = tmp_path / "out"
     blocker.write_text("a file where the output folder should go")
     with pytest.raises(OutputError, match="out/scene: output folder is not writable"):
-        segment_scene(path, identity_handle(), blocker, RunSettings(**CPU))
+        segment_scene(path, identity_handle(), blocker, RunOptions(**CPU))
 
 
 def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="multiple of 32"):
-        RunSettings(tile=100)
+        RunOptions(tile=100)
     with pytest.raises(ConfigError, match="blend"):
-        RunSettings(blend="median")
+        RunOptions(blend="median")
 
 
 def test_rerun_replaces_outputs_and_failed_rerun_leaves_no_record(make_tif, tmp_path):
     path = make_tif(_scores(60, 60))
     out = tmp_path / "out"
-    res = segment_scene(path, identity_handle(), out, RunSettings(**CPU))
+    res = segment_scene(path, identity_handle(), out, RunOptions(**CPU))
     assert res.record_path.exists()
     with open(path, "r+b") as f:  # corrupt the input, run again
         f.truncate(path.stat().st_size // 3)
     with pytest.raises(InputError), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        segment_scene(path, identity_handle(), out, RunSettings(**CPU))
+        segment_scene(path, identity_handle(), out, RunOptions(**CPU))
     assert not res.record_path.exists()  # the scene now reads as unfinished
 
 
 def test_progress_reports_tiles_and_rows_until_done(make_tif, tmp_path):
     seen = []
-    segment_scene(make_tif(_scores(150, 100)), identity_handle(), tmp_path / "out", RunSettings(**CPU),
+    segment_scene(make_tif(_scores(150, 100)), identity_handle(), tmp_path / "out", RunOptions(**CPU),
                   progress=seen.append)
     assert seen, "no progress reported"
     last = seen[-1]

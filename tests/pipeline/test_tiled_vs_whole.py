@@ -7,8 +7,8 @@ import scipy.ndimage as ndi
 import torch
 
 from models.unet import build_model
-from pipeline.scene import segment_scene
-from pipeline.settings import RunSettings
+from pipeline.run.geotiff import segment_scene
+from pipeline.options import RunOptions
 from pipeline.spec import ModelSpec
 
 from .conftest import Handle
@@ -36,7 +36,7 @@ def test_tiled_matches_whole_image_with_overlap_of_receptive_field(make_tif, tmp
     with torch.inference_mode():
         whole = small_unet(torch.from_numpy(data)[None]).argmax(1)[0].numpy()
     spec = ModelSpec(3, (1, 2, 3), ("a", "b", "c", "d"), tile=192, overlap=160)
-    res = segment_scene(path, Handle(small_unet, spec), tmp_path / "out", RunSettings(device="cpu", blend=blend))
+    res = segment_scene(path, Handle(small_unet, spec), tmp_path / "out", RunOptions(device="cpu", blend=blend))
     with rasterio.open(res.outputs["mask"]) as ds:
         tiled = ds.read(1)
     assert len(np.unique(whole)) >= 2  # a non-trivial map

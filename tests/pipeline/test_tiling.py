@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.blend import BLEND_WINDOWS, tile_window
+from pipeline.tiling.blend import BLEND_WINDOWS, tile_window
 from pipeline.errors import ConfigError
 from pipeline.tiling import TileGrid, axis_offsets
 

@@ -4,7 +4,7 @@ import numpy as np
 from models.train import make_config, read_card, train
 from models.train.dataset import Pair
 from models.train.volumes import volume_normalization, volume_planes
-from pipeline.volume import read_volume, slab
+from pipeline.readers.nifti import read_volume, slab
 
 
 def write_pair(root, name, seed, shape=(32, 32, 8)):

@@ -11,9 +11,9 @@ import torch
 from affine import Affine
 
 from pipeline.qa import QAThresholds, SceneQA, finalize_scene_qa
-from pipeline.raster.read import open_raster
-from pipeline.scene import segment_scene
-from pipeline.settings import RunSettings
+from pipeline.readers.geotiff import open_raster
+from pipeline.run.geotiff import segment_scene
+from pipeline.options import RunOptions
 from pipeline.spec import ModelSpec
 from pipeline.tiling import TileGrid
 
@@ -78,10 +78,10 @@ def smooth_field(h: int, w: int, seed: int) -> np.ndarray:
 def run_qa(tmp_path):
     """run_qa(data, handle, settings=..., thresholds=..., name=..., **tif) -> (SceneResult, QAResult)."""
 
-    def run(data: np.ndarray, h: Handle, settings: RunSettings | None = None,
+    def run(data: np.ndarray, h: Handle, settings: RunOptions | None = None,
             thresholds: QAThresholds | None = None, name: str = "scene.tif", out: str = "out", **tif):
         path = write_tif(tmp_path / name, data, **tif)
-        s = (settings or RunSettings(**CPU)).resolved(h.spec)
+        s = (settings or RunOptions(**CPU)).resolved(h.spec)
         info = open_raster(path, h.spec.bands)
         grid = TileGrid.build(info.height, info.width, s.tile, s.overlap)
         qa = SceneQA.for_scene(info, grid, h.spec.class_names, h.spec.colors())

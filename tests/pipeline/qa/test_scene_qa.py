@@ -9,8 +9,8 @@ from affine import Affine
 
 from pipeline.errors import SegpipeWarning
 from pipeline.qa import CheckContext, QAReport, QAThresholds, SceneQA, finalize_scene_qa, run_checks
-from pipeline.raster.read import open_raster
-from pipeline.settings import RunSettings
+from pipeline.readers.geotiff import open_raster
+from pipeline.options import RunOptions
 from pipeline.tiling import TileGrid
 
 from .conftest import CPU, Scaled, TilePosition, handle, smooth_field, write_tif
@@ -108,11 +108,11 @@ def test_low_confidence_model_warns(run_qa):
 
 def test_wrong_blend_raises_the_seam_score(run_qa):
     field = smooth_field(256, 256, seed=4)[None]
-    seams = RunSettings(tile=64, overlap=0, blend="constant", **CPU)
+    seams = RunOptions(tile=64, overlap=0, blend="constant", **CPU)
     _, bad = run_qa(field, handle(TilePosition(6.0), bands=1), seams, name="bad.tif")
     _, clean = run_qa(field, handle(TilePosition(0.0), bands=1), seams, name="clean.tif")
     _, blended = run_qa(field, handle(TilePosition(6.0), bands=1),
-                        RunSettings(tile=64, overlap=32, blend="gaussian", **CPU), name="blended.tif")
+                        RunOptions(tile=64, overlap=32, blend="gaussian", **CPU), name="blended.tif")
     b, c, g = bad.report.seams.score, clean.report.seams.score, blended.report.seams.score
     assert 0.5 < c < 1.5, c
     assert b > 5 * c and b > 3.0, (b, c)

@@ -13,9 +13,9 @@ import torch
 
 from pipeline.qa import SceneQA
 from pipeline.qa.tally import BandTallier
-from pipeline.stitch import StreamingStitcher
+from pipeline.engine.stitch import Stitcher
+from pipeline.run.planes import join
 from pipeline.tiling import TileGrid
-from pipeline.volume.engine import _join
 
 K = 3
 
@@ -27,7 +27,8 @@ def _bands(grid: TileGrid, seed: int, invalid_box: tuple[slice, slice] | None, r
     valid = torch.ones((grid.height, grid.width), dtype=torch.bool)
     if invalid_box is not None:
         valid[invalid_box] = False
-    st = StreamingStitcher(grid, K, "gaussian", torch.device("cpu"), confidence=True, reducers=reducers)
+    st = Stitcher(grid, K, "gaussian", torch.device("cpu"), nodata=255, label_dtype=torch.uint8, confidence=True,
+                  reducers=reducers)
     bands = []
     for tile in grid:
         w = tile.window
@@ -36,9 +37,9 @@ def _bands(grid: TileGrid, seed: int, invalid_box: tuple[slice, slice] | None, r
         probs[:, : w.height, : w.width] = scores[(slice(None), *win)]
         ok = torch.zeros((grid.read_h, grid.read_w), dtype=torch.bool)
         ok[: w.height, : w.width] = valid[win]
-        st.add(tile, probs, ok)
+        st.add(0, tile, probs, ok)
         if tile.col == len(grid.col_offsets) - 1:
-            bands.append(st.finish_row())
+            bands.extend(st.close_strip().resolve())
     return bands
 
 
@@ -75,7 +76,7 @@ def test_a_slice_made_of_several_bands_joins_its_tallies():
     tallier = BandTallier(K)
     for seed in (1, 2):  # two slices: the second starts a new plane (row 0), no pairing with the first
         bands = _bands(grid, seed, (slice(10, 20), slice(100, 131)), reducers=[tallier])
-        fs = _join(seed, bands)
+        fs = join(bands)
         expected = BandTallier(K).host(0, fs.labels, fs.valid, fs.confidence)
         assert fs.valid_pixels == int(fs.valid.sum())
         for key, value in expected.items():

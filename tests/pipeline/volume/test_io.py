@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, InputError, SegpipeWarning
-from pipeline.volume.io import iter_volumes, read_volume, scaling_of
+from pipeline.readers.nifti import iter_volumes, read_volume, scaling_of
 
 from .conftest import SHAPE, ZOOMS, write_nifti
 
@@ -322,7 +322,7 @@ def test_no_geometry_codes_warns(tmp_path, int16_volume):
 
 
 def test_scaling_in_chunks_matches_one_pass(make_nifti, int16_volume, monkeypatch):
-    import pipeline.volume.io as io
+    import pipeline.readers.nifti.volume as io
 
     path = make_nifti("ct.nii.gz", int16_volume, "lps", slope=0.5, inter=-1024.0)
     whole = read_volume(path).data
@@ -338,7 +338,7 @@ def _watch_raw(monkeypatch):
     import gc
     import weakref
 
-    import pipeline.volume.io as io
+    import pipeline.readers.nifti.volume as io
 
     refs = []
     real = io._load

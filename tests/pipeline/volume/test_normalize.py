@@ -7,8 +7,15 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.spec import Normalization
-from pipeline.volume.normalize import apply, sample_stride, volume_stats
-from pipeline.volume.slicing import slab
+from pipeline.engine.normalize import normalise_array, sample_stride, volume_stats
+from pipeline.readers.nifti.slicing import slab
+
+def apply(x, norm, stats):
+    """The engine's map on a host array, with the statistics of ``norm``'s kind."""
+    if stats.kind != norm.kind:
+        raise ValueError(f"stats are for {stats.kind!r} but the normalization is {norm.kind!r}")
+    return normalise_array(x, stats)
+
 
 KINDS = [
     Normalization("none"),
@@ -48,10 +55,10 @@ def test_zscore_on_a_known_distribution():
     x = rng.normal(100.0, 15.0, size=(40, 40, 40)).astype(np.float32)  # 64000 voxels: stride 1, exact
     norm = Normalization("zscore", low=0.0, high=100.0)  # no clipping: a plain z-score
     stats = volume_stats(x, norm)
-    assert stats["stride"] == 1 and stats["n_samples"] == x.size
-    assert stats["mean"] == pytest.approx(float(x.astype(np.float64).mean()), rel=1e-9)
-    assert stats["std"] == pytest.approx(float(x.astype(np.float64).std()), rel=1e-9)
-    assert stats["mean"] == pytest.approx(100.0, abs=0.5) and stats["std"] == pytest.approx(15.0, abs=0.5)
+    assert stats.to_record()["stride"] == 1 and stats.to_record()["n_samples"] == x.size
+    assert stats.to_record()["mean"] == pytest.approx(float(x.astype(np.float64).mean()), rel=1e-9)
+    assert stats.to_record()["std"] == pytest.approx(float(x.astype(np.float64).std()), rel=1e-9)
+    assert stats.to_record()["mean"] == pytest.approx(100.0, abs=0.5) and stats.to_record()["std"] == pytest.approx(15.0, abs=0.5)
     z = apply(x, norm, stats)
     assert float(z.mean()) == pytest.approx(0.0, abs=1e-4) and float(z.std()) == pytest.approx(1.0, abs=1e-4)
 
@@ -61,8 +68,8 @@ def test_zscore_clips_to_percentiles_first():
     x[0, 0, 0] = 1.0
     norm = Normalization("zscore", low=5.0, high=95.0)
     stats = volume_stats(x, norm)
-    assert stats["low_value"] == 0.0 and stats["high_value"] == 0.0  # outliers do not move the stats
-    assert stats["divisor"] == 1.0  # std of a constant -> no scaling, not a division by zero
+    assert stats.to_record()["low_value"] == 0.0 and stats.to_record()["high_value"] == 0.0  # outliers do not move the stats
+    assert stats.to_record()["divisor"] == 1.0  # std of a constant -> no scaling, not a division by zero
     out = apply(x, norm, stats)
     np.testing.assert_array_equal(out, np.zeros_like(x))
 
@@ -71,8 +78,8 @@ def test_zscore_nonzero_mask(ct):
     norm = Normalization("zscore", low=0.0, high=100.0, nonzero=True)
     stats = volume_stats(ct, norm)
     inside = ct[ct != 0].astype(np.float64)
-    assert stats["n_samples"] == inside.size
-    assert stats["mean"] == pytest.approx(inside.mean()) and stats["std"] == pytest.approx(inside.std())
+    assert stats.to_record()["n_samples"] == inside.size
+    assert stats.to_record()["mean"] == pytest.approx(inside.mean()) and stats.to_record()["std"] == pytest.approx(inside.std())
     out = apply(ct, norm, stats)
     assert (out[:3] == 0).all()  # background stays 0
     assert float(out[ct != 0].mean()) == pytest.approx(0.0, abs=1e-4)
@@ -84,9 +91,9 @@ def test_invalid_voxels_are_left_out_of_statistics(ct):
     poisoned[5:8] = -1e6  # NaN replaced by a fill value by the reader
     valid[5:8] = False
     norm = Normalization("zscore", low=0.0, high=100.0)
-    clean = {k: v for k, v in volume_stats(ct[valid].reshape(-1, 1, 1), norm).items() if k in ("mean", "std")}
+    clean = {k: v for k, v in volume_stats(ct[valid].reshape(-1, 1, 1), norm).to_record().items() if k in ("mean", "std")}
     got = volume_stats(poisoned, norm, valid)
-    assert got["mean"] == pytest.approx(clean["mean"]) and got["std"] == pytest.approx(clean["std"])
+    assert got.to_record()["mean"] == pytest.approx(clean["mean"]) and got.to_record()["std"] == pytest.approx(clean["std"])
 
 
 @pytest.mark.parametrize("norm", KINDS, ids=lambda n: f"{n.kind}{'-nz' if n.nonzero else ''}")
@@ -107,9 +114,9 @@ def test_strided_subsample_is_bounded_and_close():
     norm = Normalization("zscore", low=0.5, high=99.5)
     exact = volume_stats(x, norm)
     sub = volume_stats(x, norm, max_voxels=20_000)
-    assert sub["stride"] > 1 and sub["n_samples"] <= 20_000
-    assert sub["mean"] == pytest.approx(exact["mean"], rel=0.02)
-    assert sub["std"] == pytest.approx(exact["std"], rel=0.03)
+    assert sub.to_record()["stride"] > 1 and sub.to_record()["n_samples"] <= 20_000
+    assert sub.to_record()["mean"] == pytest.approx(exact.to_record()["mean"], rel=0.02)
+    assert sub.to_record()["std"] == pytest.approx(exact.to_record()["std"], rel=0.03)
 
 
 @pytest.mark.parametrize(("shape", "cap"), [((10, 10, 10), 1000), ((512, 512, 400), 1 << 21), ((7, 300, 5), 100)])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.volume.orient import CANONICAL, orientation_of
+from pipeline.readers.nifti.orient import CANONICAL, orientation_of
 
 from .conftest import GEOMETRIES, LPS, PSR, SHAPE, ZOOMS, affine_from, rotation
 

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from pipeline.volume.pgzip import ParallelGzipWriter
+from pipeline.sinks.nifti.pgzip import ParallelGzipWriter
 
 
 def _payloads():

@@ -11,11 +11,11 @@ import torch
 
 from pipeline.errors import CheckpointError, ConfigError, InputError, SegpipeWarning
 from pipeline.qa import QAThresholds
-from pipeline.record import RECORD_NAME
-from pipeline.settings import RunSettings
+from pipeline.run.record import RECORD_NAME
+from pipeline.options import RunOptions
 from pipeline.spec import ModelSpec, Normalization
-from pipeline.volume.io import read_volume
-from pipeline.volume.run import segment_volume
+from pipeline.readers.nifti import read_volume
+from pipeline.run.nifti import segment_volume
 
 from ..conftest import Handle
 from .conftest import GEOMETRIES, _perm, affine_from, write_nifti
@@ -81,7 +81,7 @@ def labels_of(path) -> np.ndarray:
 @pytest.mark.parametrize("geometry", ["ras", "lps", "psr", "oblique", "sheared"])
 def test_identity_round_trip(tmp_path, volume_data, geometry, context, blend):
     src = make(tmp_path, volume_data, geometry)
-    res = segment_volume(src, handle(context), tmp_path / "out", RunSettings(blend=blend, **CPU))
+    res = segment_volume(src, handle(context), tmp_path / "out", RunOptions(blend=blend, **CPU))
     expected = (nib.load(str(src)).get_fdata() > THRESHOLD).astype(np.uint8)  # on-disk order
     assert 0 < expected.sum() < expected.size
     np.testing.assert_array_equal(labels_of(res.outputs["labels"]), expected)
@@ -93,7 +93,7 @@ def test_identity_round_trip(tmp_path, volume_data, geometry, context, blend):
 
 def test_context_channel_zero_is_the_lower_canonical_neighbour(tmp_path, volume_data):
     src = make(tmp_path, volume_data, affine_from(RAI))
-    res = segment_volume(src, handle(3, channel=0), tmp_path / "out", RunSettings(**CPU))
+    res = segment_volume(src, handle(3, channel=0), tmp_path / "out", RunOptions(**CPU))
     vol = read_volume(src)
     axis = vol.slice_axis
     idx = np.clip(np.arange(vol.shape[axis]) - 1, 0, None)
@@ -107,7 +107,7 @@ def test_normalisation_is_applied_and_recorded(tmp_path, volume_data):
     norm = Normalization(kind="ct_window", window_low=-200.0, window_high=200.0)
     real = THRESHOLD * 0.5 - 100.0  # stored values through scl_slope/scl_inter (= 50.25)
     res = segment_volume(src, handle(3, norm=norm, threshold=(real + 200.0) / 400.0), tmp_path / "out",
-                         RunSettings(**CPU))
+                         RunOptions(**CPU))
     expected = (nib.load(str(src)).get_fdata() > real).astype(np.uint8)
     np.testing.assert_array_equal(labels_of(res.outputs["labels"]), expected)
     stats = res.record["facts"]["normalization"]
@@ -118,8 +118,8 @@ def test_outputs_header_sidecars_and_record(tmp_path, volume_data):
     qform, sform = GEOMETRIES["q1_s2_differ"]
     src = write_nifti(tmp_path / "scan.nii.gz", volume_data, qform=qform, sform=sform, qform_code=1, sform_code=2)
     seen = []
-    res = segment_volume(src, handle(3), tmp_path / "out", RunSettings(confidence=True, probabilities=True, **CPU),
-                         observers=[lambda i, lab, val, conf: seen.append((i, lab.shape, val.dtype, conf.dtype))])
+    res = segment_volume(src, handle(3), tmp_path / "out", RunOptions(confidence=True, probabilities=True, **CPU),
+                         observers=[lambda b: seen.append((b.plane, b.labels.shape, b.valid.dtype, b.confidence.dtype))])
     d = res.scene_dir
     assert d == tmp_path / "out" / "scan"
     names = {"labels": "scan_labels.nii.gz", "confidence": "scan_confidence.nii.gz",
@@ -151,7 +151,7 @@ def test_outputs_header_sidecars_and_record(tmp_path, volume_data):
     assert bright["volume_ml"] == pytest.approx(labels.sum() * 0.7 * 0.8 * 2.5 / 1000, rel=1e-5)
     t = rec["timings"]
     assert t["total_s"] > 0 and t["slices_per_s"] > 0 and t["mpix_per_s"] > 0
-    assert rec["fingerprint"] == RunSettings(confidence=True, probabilities=True, **CPU).resolved(
+    assert rec["fingerprint"] == RunOptions(confidence=True, probabilities=True, **CPU).resolved(
         handle(3).spec).fingerprint()
     assert not list(d.glob(".*")), "temporary files left behind"
 
@@ -163,7 +163,7 @@ def test_nan_voxels_are_label_zero_and_reported(tmp_path, volume_data):
     src = make(tmp_path, data, "lps")
     progress = []
     with pytest.warns(SegpipeWarning, match="labelled 0"), pytest.warns(SegpipeWarning, match="out of statistics"):
-        res = segment_volume(src, handle(3), tmp_path / "out", RunSettings(confidence=True, **CPU),
+        res = segment_volume(src, handle(3), tmp_path / "out", RunOptions(confidence=True, **CPU),
                              progress=progress.append)
     bad = ~np.isfinite(data)
     labels = labels_of(res.outputs["labels"])
@@ -182,16 +182,16 @@ def test_4d_series_policies(tmp_path, nibabel_data):
     model = handle(1, threshold=float(np.median(nib.load(str(src)).get_fdata())), tile=64, overlap=16)
     out = tmp_path / "out"
     with pytest.raises(InputError, match="example4d.nii.gz.*--volume N"):
-        segment_volume(src, model, out, RunSettings(**CPU))
+        segment_volume(src, model, out, RunOptions(**CPU))
     assert not out.exists(), "bad input must fail before any output exists"
 
-    res = segment_volume(src, model, out, RunSettings(series=1, **CPU))
+    res = segment_volume(src, model, out, RunOptions(series=1, **CPU))
     data = nib.load(str(src)).get_fdata()
     np.testing.assert_array_equal(labels_of(res.outputs["labels"]), data[..., 1] > model.module.threshold)
     assert "volume 1 selected" in res.record["input"]["series_note"]
     assert labels_of(res.outputs["labels"]).shape == (128, 96, 24)
 
-    res = segment_volume(src, model, out, RunSettings(series="each", **CPU))
+    res = segment_volume(src, model, out, RunOptions(series="each", **CPU))
     assert sorted(res.outputs) == ["t0_labels", "t1_labels"]
     assert res.outputs["t1_labels"].name == "example4d_t1_labels.nii.gz"
     for t in (0, 1):
@@ -208,7 +208,7 @@ def test_nibabel_volumes_end_to_end(tmp_path, nibabel_data, name, series):
     data = nib.load(str(src)).get_fdata()
     data = data[..., series] if data.ndim == 4 else data
     thr = float(np.median(data)) + 0.25
-    res = segment_volume(src, handle(3, threshold=thr), tmp_path / "out", RunSettings(series=series, **CPU))
+    res = segment_volume(src, handle(3, threshold=thr), tmp_path / "out", RunOptions(series=series, **CPU))
     np.testing.assert_array_equal(labels_of(res.outputs["labels"]), data > thr)
     assert_same_geometry(res.outputs["labels"], src)
     assert res.record["input"]["nifti_version"] == (2 if "nifti2" in name else 1)
@@ -218,12 +218,12 @@ def test_model_and_settings_mismatches(tmp_path, volume_data):
     src = make(tmp_path, volume_data)
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match=r"--context 5 does not match .*context 3"):
-        segment_volume(src, handle(3), out, RunSettings(context=5, **CPU))
+        segment_volume(src, handle(3), out, RunOptions(context=5, **CPU))
     rgb = Handle(Threshold(3, THRESHOLD), ModelSpec(3, (1, 2, 3), NAMES, tile=32, overlap=8))
     with pytest.raises(CheckpointError, match=r"bands \[1, 2, 3\].*single-channel"):
-        segment_volume(src, rgb, out, RunSettings(**CPU))
+        segment_volume(src, rgb, out, RunOptions(**CPU))
     assert not out.exists()
-    assert segment_volume(src, handle(3), out, RunSettings(context=3, **CPU)).record["facts"]["context"] == 3
+    assert segment_volume(src, handle(3), out, RunOptions(context=3, **CPU)).record["facts"]["context"] == 3
 
 
 def test_failure_midway_leaves_no_finished_looking_output(tmp_path, volume_data, monkeypatch):
@@ -239,10 +239,10 @@ def test_failure_midway_leaves_no_finished_looking_output(tmp_path, volume_data,
 
     model.module.forward = fail_late
     with pytest.raises(RuntimeError, match="fell over"):
-        segment_volume(src, model, tmp_path / "a", RunSettings(**CPU))
+        segment_volume(src, model, tmp_path / "a", RunOptions(**CPU))
     assert list((tmp_path / "a" / "ct").iterdir()) == []
 
-    from pipeline.volume import run as run_mod
+    from pipeline.sinks.nifti import volume as run_mod  # where the volumes are written
 
     real = run_mod.write_label_volume
 
@@ -252,9 +252,9 @@ def test_failure_midway_leaves_no_finished_looking_output(tmp_path, volume_data,
         return real(path, data, vol, **kw)
 
     monkeypatch.setattr(run_mod, "write_label_volume", fail_confidence)
-    segment_volume(src, handle(1), tmp_path / "b", RunSettings(**CPU))  # an earlier complete run
+    segment_volume(src, handle(1), tmp_path / "b", RunOptions(**CPU))  # an earlier complete run
     with pytest.raises(OSError, match="disk full"):
-        segment_volume(src, handle(1), tmp_path / "b", RunSettings(confidence=True, **CPU))
+        segment_volume(src, handle(1), tmp_path / "b", RunOptions(confidence=True, **CPU))
     assert list((tmp_path / "b" / "ct").iterdir()) == [], "labels of the failed run (and the old record) removed"
 
 
@@ -289,7 +289,7 @@ def test_identity_round_trip_on_gpu(tmp_path, volume_data):
     src = make(tmp_path, volume_data, "oblique")
     # fp32: the stand-in's scores are exact; the channel gather, tiles and stitching run on the device.
     res = segment_volume(src, handle(3), tmp_path / "out",
-                         RunSettings(device="cuda", precision="fp32", batch_size=7, confidence=True))
+                         RunOptions(device="cuda", precision="fp32", batch_size=7, confidence=True))
     expected = (nib.load(str(src)).get_fdata() > THRESHOLD).astype(np.uint8)
     np.testing.assert_array_equal(labels_of(res.outputs["labels"]), expected)
     assert res.record["facts"]["device"].startswith("cuda") and res.record["facts"]["peak_gpu_mb"] > 0
@@ -307,8 +307,8 @@ def test_bf16_gpu_agrees_with_fp32_cpu(tmp_path):
     net = build_model(encoder="resnet18", in_channels=3, out_channels=4).eval()
     spec = ModelSpec(3, (1,), ("background", "body", "organ", "bone"), context=3, tile=64, overlap=16,
                      normalization=Normalization(kind="ct_window", window_low=-200, window_high=300))
-    cpu = segment_volume(src, Handle(net, spec), tmp_path / "cpu", RunSettings(device="cpu", precision="fp32"))
-    gpu = segment_volume(src, Handle(net, spec), tmp_path / "gpu", RunSettings(device="cuda"))
+    cpu = segment_volume(src, Handle(net, spec), tmp_path / "cpu", RunOptions(device="cpu", precision="fp32"))
+    gpu = segment_volume(src, Handle(net, spec), tmp_path / "gpu", RunOptions(device="cuda"))
     a, b = labels_of(cpu.outputs["labels"]), labels_of(gpu.outputs["labels"])
     assert gpu.record["facts"]["precision"] == "bf16"
     assert (a == b).mean() > 0.98
@@ -316,7 +316,7 @@ def test_bf16_gpu_agrees_with_fp32_cpu(tmp_path):
 
 def test_volume_qa_report_with_ml_and_header_check(tmp_path, volume_data):
     src = make(tmp_path, volume_data, "oblique")
-    res = segment_volume(src, handle(1), tmp_path / "out", RunSettings(**CPU))
+    res = segment_volume(src, handle(1), tmp_path / "out", RunOptions(**CPU))
     qa = json.loads((res.scene_dir / "qa.json").read_text())
     labels = labels_of(res.outputs["labels"])
     bright = next(c for c in qa["classes"] if c["name"] == "bright")
@@ -335,7 +335,7 @@ def test_a_series_gets_a_qa_report_per_volume_and_its_worst_as_qa_json(tmp_path,
     series = np.stack([volume_data, np.full_like(volume_data, -100)], axis=-1)
     src = make(tmp_path, series, "lps", name="dyn.nii.gz")
     thresholds = QAThresholds(no_foreground="fail")  # volume 1 fails, volume 0 does not
-    res = segment_volume(src, handle(1), tmp_path / "out", RunSettings(series="each", **CPU),
+    res = segment_volume(src, handle(1), tmp_path / "out", RunOptions(series="each", **CPU),
                          qa_thresholds=thresholds)
     d = res.scene_dir
     assert {p.name for p in d.glob("qa*")} == {"qa.json", "qa.html", "qa_t0.json", "qa_t0.html",
@@ -357,5 +357,5 @@ def test_a_series_gets_a_qa_report_per_volume_and_its_worst_as_qa_json(tmp_path,
     assert (d / "qa.json").read_text() == (d / worst["json"]).read_text()  # the run report's row: the worst
     # a re-run removes the old per-volume reports with the old record before it starts
     (d / "qa_t7.json").write_text("{}")
-    segment_volume(src, handle(1), tmp_path / "out", RunSettings(series="each", **CPU), qa_thresholds=thresholds)
+    segment_volume(src, handle(1), tmp_path / "out", RunOptions(series="each", **CPU), qa_thresholds=thresholds)
     assert not (d / "qa_t7.json").exists()

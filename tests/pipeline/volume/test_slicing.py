@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.volume.slicing import (CONF_NODATA, SliceAssembler, batches, context_indices, default_slice_axis,
-                                     encode_unit, plane_shape, slab, slab_planes)
+from pipeline.engine.bands import PROB_NODATA
+from pipeline.readers.nifti.slicing import batches, context_indices, default_slice_axis, plane_shape, slab, slab_planes
+from pipeline.sinks.nifti import SliceAssembler, encode_unit
 
 
 @pytest.mark.parametrize(("zooms", "axis"), [
@@ -88,5 +89,5 @@ def test_encode_unit():
     p = np.array([0.0, 0.5, 1.0, 1.5, -0.1, np.nan], np.float32)
     valid = np.array([True, True, True, True, True, True])
     valid_out = np.array([True, False, True, True, True, True])
-    np.testing.assert_array_equal(encode_unit(p, valid), [0, 127, 254, 254, 0, CONF_NODATA])
-    assert encode_unit(p, valid_out)[1] == CONF_NODATA
+    np.testing.assert_array_equal(encode_unit(p, valid), [0, 127, 254, 254, 0, PROB_NODATA])
+    assert encode_unit(p, valid_out)[1] == PROB_NODATA

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pipeline.volume.io import read_volume
-from pipeline.volume.stats import LabelVolumes, label_volumes
+from pipeline.readers.nifti import read_volume
+from pipeline.sinks.nifti import LabelVolumes, label_volumes
 
 ZOOMS = (0.7, 0.7, 5.0)  # 2.45 mm^3 per voxel
 

@@ -1,4 +1,4 @@
-"""Volumes decoded while they are segmented (``pipeline.volume.stream``).
+"""Volumes decoded while they are segmented (``pipeline.readers.nifti.decode``).
 
 A streamed volume must end bit for bit equal to the whole-file read, every file that
 cannot stream must say so (None) before any thread starts, and bad data must surface as
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError, SegpipeWarning
-from pipeline.settings import RunSettings
-from pipeline.volume import stream
-from pipeline.volume.io import read_volume
-from pipeline.volume.run import segment_volume
-from pipeline.volume.stream import open_streamed
+from pipeline.options import RunOptions
+from pipeline.readers.nifti import ReadAhead, read_volume
+from pipeline.readers.nifti import decode as stream
+from pipeline.readers.nifti.decode import open_streamed
+from pipeline.run.nifti import segment_volume
 
 from .conftest import _perm, affine_from
 from .test_run import CPU, THRESHOLD, handle, labels_of, make
@@ -30,12 +30,6 @@ def data() -> np.ndarray:
     return np.random.default_rng(5).integers(-200, 800, size=SHAPE, dtype=np.int16)
 
 
-@pytest.fixture(autouse=True)
-def empty_read_ahead_slot():
-    yield
-    stream._AHEAD = None  # a test's read-ahead is no other test's
-
-
 @pytest.fixture(params=[None, 1], ids=["default-chunks", "one-plane-chunks"])
 def chunk(request, monkeypatch):
     if request.param:  # a chunk of one file plane: the engine really runs behind the decoder
@@ -46,7 +40,7 @@ def _same(streamed, whole) -> None:
     streamed.arrival.finish()
     np.testing.assert_array_equal(streamed.data, whole.data)
     assert streamed.data.dtype == np.float32
-    assert np.moveaxis(streamed.data, streamed.slice_axis, 0).flags.c_contiguous  # slice-major, as io's
+    assert np.moveaxis(streamed.data, streamed.slice_axis, 0).flags.c_contiguous  # slice-major, as the whole read's
     for name in ("n_invalid", "zooms", "source_shape", "source_dtype", "scaling", "slice_axis", "series_note",
                  "orientation"):
         assert getattr(streamed, name) == getattr(whole, name), name
@@ -151,7 +145,7 @@ def test_data_shorter_than_the_header_says(tmp_path, data):
 
 def test_segment_volume_streams_and_round_trips(tmp_path, data, chunk):
     path = make(tmp_path, data, "lps")
-    res = segment_volume(path, handle(3), tmp_path / "out", RunSettings(**CPU))
+    res = segment_volume(path, handle(3), tmp_path / "out", RunOptions(**CPU))
     expected = (data > THRESHOLD).astype(np.uint8)
     np.testing.assert_array_equal(labels_of(res.outputs["labels"]), expected)
     assert res.record["timings"]["decode_s"] > 0  # the streamed path ran
@@ -160,7 +154,7 @@ def test_segment_volume_streams_and_round_trips(tmp_path, data, chunk):
 def test_segment_volume_on_bad_data_fails_and_writes_nothing(tmp_path, data, chunk):
     path = _truncated(tmp_path, data, 0.8)
     with pytest.raises(InputError, match="truncated or corrupt gzip data"):
-        segment_volume(path, handle(1), tmp_path / "out", RunSettings(**CPU))
+        segment_volume(path, handle(1), tmp_path / "out", RunOptions(**CPU))
     assert list((tmp_path / "out" / "cut").iterdir()) == []
 
 
@@ -200,45 +194,50 @@ def test_big_endian_and_nifti2_files_stream_exactly(tmp_path, data):
 
 def test_segment_volume_takes_the_volume_read_ahead_for_it(tmp_path, data, monkeypatch):
     path = make(tmp_path, data, "lps")
-    assert stream.read_ahead(path)
+    ahead = ReadAhead()
+    assert ahead.start(path)
     opened = []
-    monkeypatch.setattr("pipeline.volume.run.open_streamed", lambda *a, **k: opened.append(a) or None)
-    res = segment_volume(path, handle(1), tmp_path / "out", RunSettings(**CPU))
+    monkeypatch.setattr("pipeline.run.nifti.open_streamed", lambda *a, **k: opened.append(a) or None)
+    res = segment_volume(path, handle(1), tmp_path / "out", RunOptions(**CPU), read_ahead=ahead)
     assert opened == []  # the read-ahead was used, the file not opened again
     np.testing.assert_array_equal(labels_of(res.outputs["labels"]), (data > THRESHOLD).astype(np.uint8))
-    assert stream.take_read_ahead(path, None) is None  # taken once
+    assert ahead.take(path, None) is None  # taken once
 
 
 def test_a_read_ahead_is_not_used_for_a_changed_file_or_another_slice_axis(tmp_path, data):
     path = make(tmp_path, data, "ras")
-    assert stream.read_ahead(path)
-    assert stream.take_read_ahead(path, 1) is None  # another slice axis: not this volume
-    assert stream.read_ahead(path)
-    stream._AHEAD[2].arrival.finish()
+    ahead = ReadAhead()
+    assert ahead.start(path)
+    assert ahead.take(path, 1) is None  # another slice axis: not this volume
+    assert ahead.start(path)
+    ahead._slot.volume.arrival.finish()
     make(tmp_path, data[::-1].copy(), "ras")  # rewritten in place: a new mtime
     import os
 
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert stream.take_read_ahead(path, None) is None  # decoded from the old file: not used
+    assert ahead.take(path, None) is None  # decoded from the old file: not used
 
 
 def test_a_new_read_ahead_stops_the_unused_one(tmp_path, data, monkeypatch):
     monkeypatch.setattr(stream, "CHUNK_BYTES", 1)
-    assert stream.read_ahead(make(tmp_path, data, "ras", name="a.nii.gz"))
-    first = stream._AHEAD[2]
-    assert stream.read_ahead(make(tmp_path, data, "ras", name="b.nii.gz"))
+    ahead = ReadAhead()
+    assert ahead.start(make(tmp_path, data, "ras", name="a.nii.gz"))
+    first = ahead._slot.volume
+    assert ahead.start(make(tmp_path, data, "ras", name="b.nii.gz"))
     try:
         first.arrival.wait(SHAPE[2])
     except RuntimeError as exc:
         assert "cancelled" in str(exc)  # stopped; had it finished first, there is nothing to stop
-    assert not stream.read_ahead(make(tmp_path, data.astype(np.float32), "ras", name="f.nii.gz"))  # cannot stream
-    assert stream._AHEAD[2] is not first  # b's read-ahead stays in the slot
+    assert not ahead.start(make(tmp_path, data.astype(np.float32), "ras", name="f.nii.gz"))  # cannot stream
+    assert ahead._slot.volume is not first  # b's read-ahead stays in the slot
+    ahead.close()
 
 
 def test_warnings_of_a_read_ahead_reach_the_record(tmp_path, data):
     path = make(tmp_path, data, "ras", qform_code=0, sform_code=0)  # "orientation is unknown"
-    assert stream.read_ahead(path)
+    ahead = ReadAhead()
+    assert ahead.start(path)
     with pytest.warns(SegpipeWarning, match="orientation is unknown"):  # given again, once, by the run
-        res = segment_volume(path, handle(1), tmp_path / "out", RunSettings(**CPU))
+        res = segment_volume(path, handle(1), tmp_path / "out", RunOptions(**CPU), read_ahead=ahead)
     assert [w for w in res.record["warnings"] if "orientation is unknown" in w] != []

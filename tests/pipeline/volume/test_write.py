@@ -8,12 +8,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.engine.bands import PROB_NODATA
 from pipeline.errors import GeometryError, OutputError
-from pipeline.volume import write as write_mod
-from pipeline.volume.io import iter_volumes, read_volume
-from pipeline.volume.slicing import (CONF_NODATA, SliceAssembler, default_slice_axis, encode_unit, slab,
-                                     slab_valid)
-from pipeline.volume.write import write_label_volume
+from pipeline.readers.nifti import default_slice_axis, iter_volumes, read_volume, slab, slab_valid
+from pipeline.sinks.nifti import SliceAssembler, encode_unit
+from pipeline.sinks.nifti import write as write_mod
+from pipeline.sinks.nifti.write import write_label_volume
 
 from .conftest import GEOMETRIES, SHAPE
 
@@ -147,7 +147,7 @@ def test_confidence_volume(make_nifti, int16_volume, tmp_path):
     hdr = stored_header(out)
     assert hdr.get_data_dtype() == np.uint8 and (float(hdr["cal_min"]), float(hdr["cal_max"])) == (0.0, 254.0)
     back = np.asarray(nib.load(str(out)).dataobj)
-    assert back[0, 0, 0] == CONF_NODATA and (back[1:] <= 254).all()
+    assert back[0, 0, 0] == PROB_NODATA and (back[1:] <= 254).all()
     assert json.loads((tmp_path / "conf.labels.json").read_text())["encoding"]["nodata"] == 255
     assert not (tmp_path / "conf.ctbl").exists()
     with pytest.raises(ValueError, match="uint8 codes"):

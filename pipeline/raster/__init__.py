@@ -1,1 +1,0 @@
-"""GeoTIFF (any GDAL raster) input and COG output, through rasterio."""

@@ -1,0 +1,108 @@
+"""A scene's header: geometry, bands, validity rule, read once and checked.
+
+Validity: nodata values, an internal/sidecar mask (``.msk``), an alpha band and
+non-finite floats all make a pixel invalid. Invalid pixels are never predicted on.
+"""
+
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioIOError
+
+from ...errors import InputError, SegpipeWarning
+
+log = logging.getLogger(__name__)
+
+MaskKind = str  # "none" | "nodata" | "dataset" (internal .msk or alpha band)
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """A scene's geometry and the facts the engine needs, read once from its header."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    bands: tuple[int, ...]
+    dtype: str
+    crs: CRS | None
+    transform: Affine
+    nodata: float | None
+    block_shape: tuple[int, int]
+    mask_kind: MaskKind
+    driver: str
+
+    @property
+    def crs_wkt(self) -> str | None:
+        return self.crs.to_wkt() if self.crs else None
+
+
+def open_raster(path: str | Path, bands: tuple[int, ...] | None = None) -> RasterInfo:
+    """Read and check a raster's header. ``bands`` are 1-based; ``None`` means all bands."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found; expected a GeoTIFF or other GDAL raster")
+    try:
+        with rasterio.open(path) as ds:
+            return _info(ds, path, bands)
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: not a readable raster ({first_line(exc)}); expected a GeoTIFF or other GDAL raster") from exc
+
+
+def _info(ds: rasterio.DatasetReader, path: Path, bands: tuple[int, ...] | None) -> RasterInfo:
+    bands = tuple(bands) if bands else tuple(range(1, ds.count + 1))
+    if max(bands) > ds.count:
+        raise InputError(
+            f"{path}: has {ds.count} band(s) but the model reads bands {list(bands)}; "
+            "use a checkpoint made for this sensor or re-order the bands"
+        )
+    dtypes = {ds.dtypes[b - 1] for b in bands}
+    dtype = str(np.result_type(*dtypes))
+    if np.dtype(dtype).kind == "c":
+        raise InputError(f"{path}: complex pixel type {dtype} not supported; expected real-valued bands")
+    flags = [ds.mask_flag_enums[b - 1] for b in bands]
+    if any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags):
+        mask_kind = "dataset"
+    elif any(MaskFlags.nodata in f for f in flags):
+        mask_kind = "nodata"
+    else:
+        mask_kind = "none"
+    crs = ds.crs if ds.crs else None
+    if crs is None:
+        warnings.warn(f"{path}: has no CRS; the output keeps the pixel grid but is not georeferenced",
+                      SegpipeWarning, stacklevel=3)
+    return RasterInfo(
+        path=path, width=ds.width, height=ds.height, count=ds.count, bands=bands, dtype=dtype,
+        crs=crs, transform=ds.transform, nodata=ds.nodata, block_shape=tuple(ds.block_shapes[bands[0] - 1]),
+        mask_kind=mask_kind, driver=ds.driver,
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def validity(data: np.ndarray, info: RasterInfo, dataset_mask: np.ndarray | None) -> np.ndarray:
+    """(h, W) bool: pixels valid in every selected band (nodata, mask, non-finite)."""
+    valid = np.ones(data.shape[1:], dtype=bool)
+    if info.mask_kind == "nodata" and info.nodata is not None:
+        if np.isnan(info.nodata):
+            valid &= ~np.isnan(data).any(axis=0)
+        else:
+            valid &= ~(data == np.asarray(info.nodata, dtype=data.dtype)).any(axis=0)
+    if dataset_mask is not None:
+        valid &= dataset_mask > 0
+    if data.dtype.kind == "f":
+        valid &= np.isfinite(data).all(axis=0)
+    return valid

@@ -1,0 +1,120 @@
+"""What every input's run stands on, scene or volume: streaming one image through the engine
+to its sinks, and ending the run with its QA report and ``record.json``.
+
+A run (``run.geotiff`` / ``run.nifti``) opens its input, prepares its folder, and for each
+image (a scene, or each volume of a file) calls :func:`stream`: the engine in this thread,
+the reader and writer threads around it, the sinks fed every band and the best-effort
+observers (QA) after them. The outputs are finished by the run once the input is known to be
+whole; :func:`conclude` then writes the QA report(s) and, last, the record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ..engine import Engine, EngineStats, NormStats, PlaneSource, Predictor, ProgressFn, Stitcher
+from ..engine.loop import InputObserver
+from ..files import write_json_atomic
+from ..options import RunOptions
+from ..sinks import BandWriter, SinkSet, Watched
+from ..spec import ModelSpec
+from ..threads import StopToken
+from ..tiling import TileGrid
+from .record import RECORD_NAME, peak_rss_mb
+
+
+class ModelHandle(Protocol):
+    """What the engine needs of a loaded checkpoint (``models.checkpoint.LoadedModel`` is one)."""
+
+    module: torch.nn.Module
+    spec: ModelSpec
+    sha256: str
+    path: Path
+
+
+@dataclass
+class SceneResult:
+    """What a finished input produced."""
+
+    input: Path
+    scene_dir: Path
+    outputs: dict[str, Path]
+    record: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def record_path(self) -> Path:
+        return self.scene_dir / RECORD_NAME
+
+
+@dataclass
+class Streamed:
+    """What streaming one image produced, before its sinks are finished."""
+
+    stats: EngineStats
+    writer: BandWriter
+
+    def timings(self) -> dict[str, float]:
+        return {**self.stats.timings, "write_s": self.writer.busy_s, "copy_wait_s": self.writer.copy_wait_s}
+
+
+def stream(predictor: Predictor, source: PlaneSource, grid: TileGrid, norm: NormStats, options: RunOptions,
+           sinks: SinkSet, observers: Sequence[Watched], *, nodata: int, label_dtype: torch.dtype,
+           confidence: bool, reducers: Sequence[Any] = (), progress: ProgressFn | None = None,
+           input_observer: InputObserver | None = None) -> Streamed:
+    """Segment one image into ``sinks`` (not finished yet); on any failure every sink is aborted.
+
+    ``confidence``: produce the confidence band even when no sink consumes it (QA does).
+    """
+    stop = StopToken()
+    stitcher = Stitcher(grid, predictor.spec.num_classes, options.blend, predictor.device, nodata=nodata,
+                        label_dtype=label_dtype, confidence=confidence or "confidence" in sinks.consumes,
+                        probabilities="probabilities" in sinks.consumes, reducers=reducers)
+    writer = BandWriter(sinks, observers, stop)
+    engine = Engine(predictor, source, grid, norm, batch_size=options.batch_for(predictor.device.type),
+                    stitcher=stitcher, stop=stop, progress=progress, input_observer=input_observer)
+    try:
+        stats = engine.run(writer.put)
+        writer.close()
+    except BaseException:
+        stop.set()
+        writer.close(abort=True)
+        sinks.abort()
+        raise
+    return Streamed(stats, writer)
+
+
+def finish_sinks(sinks: SinkSet, before: Callable[[], None] | None = None) -> tuple[dict[str, Path], float]:
+    """Run ``before`` (e.g. the input's last check), then finish every sink; abort them all on failure."""
+    t = time.perf_counter()
+    try:
+        if before is not None:
+            before()
+        outputs = sinks.finish()
+    except BaseException:
+        sinks.abort()
+        raise
+    return outputs, time.perf_counter() - t
+
+
+def device_facts(predictor: Predictor) -> dict[str, Any]:
+    """Where and how the model ran, and the memory it took."""
+    facts: dict[str, Any] = dict(oom_splits=predictor.oom_splits, device=str(predictor.device),
+                                 precision=predictor.precision, peak_rss_mb=peak_rss_mb())
+    if predictor.device.type == "cuda":
+        facts["peak_gpu_mb"] = torch.cuda.max_memory_allocated(predictor.device) / 2**20
+    return facts
+
+
+def conclude(result: SceneResult, attach: Callable[[dict[str, Any]], None] | None) -> SceneResult:
+    """Attach the QA report(s) to the record (``attach``), then write the record: the run is complete."""
+    if attach is not None:
+        attach(result.record)
+    write_json_atomic(result.scene_dir / RECORD_NAME, result.record)
+    return result

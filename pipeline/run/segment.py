@@ -1,0 +1,34 @@
+"""``segment_file``: any supported input, by its kind: NIfTI volumes by name, everything else through GDAL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..engine import ProgressFn
+from ..options import RunOptions
+from ..qa import QAThresholds
+from ..readers import is_volume
+from ..readers.nifti import ReadAhead
+from ..sinks.writer import Observer
+from .layer import ModelHandle, SceneResult
+
+
+def segment_file(input_path: str | Path, model: ModelHandle, out_root: str | Path,
+                 options: RunOptions = RunOptions(), *, progress: ProgressFn | None = None,
+                 observers: Sequence[Observer] = (), qa: bool = True, qa_thresholds: QAThresholds | None = None,
+                 read_ahead: ReadAhead | None = None) -> SceneResult:
+    """Segment one input into ``out_root/<name>/`` (outputs, QA report, ``record.json`` last).
+
+    ``observers`` see the finished bands (a volume's: whole slice planes), best effort; ``read_ahead`` is a batch's
+    slot for its next volume, which may hold this one already decoding.
+    """
+    if is_volume(input_path):
+        from .nifti import segment_volume
+
+        return segment_volume(input_path, model, out_root, options, progress=progress, observers=observers, qa=qa,
+                              qa_thresholds=qa_thresholds, read_ahead=read_ahead)
+    from .geotiff import segment_scene
+
+    return segment_scene(input_path, model, out_root, options, progress=progress, observers=observers, qa=qa,
+                         qa_thresholds=qa_thresholds)
