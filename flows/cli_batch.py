@@ -27,6 +27,9 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="job file (YAML or JSON) with any of these options")
     p.add_argument("--manifest", type=Path, help="one path per line, or CSV with a path column + option columns")
     p.add_argument("--glob", help="pattern for files of folder inputs (default: rasters and volumes)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run scenes on the warm workers of this Dask scheduler (tcp://head:8786), or 'local': "
+                        "a temporary cluster on this machine, one worker per GPU (default: this process)")
     add_run_options(p, required=False)  # absent flags are None: they do not override the job file
 
 
@@ -46,8 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1].replace("\n", " "),
         epilog="Exit codes: 0 all scenes done or skipped, 2 bad job, 3 some scenes failed.")
     add_job_options(p)
-    p.add_argument("--fan-out", action="store_true", default=None,
-                   help="run scenes as flow runs of the per-scene deployment (needs a server and workers)")
     p.set_defaults(func=_batch)
 
 

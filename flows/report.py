@@ -4,7 +4,8 @@
 ``pipeline.qa.run_report.write_run_report`` writes ``run_report.html`` and
 ``run_summary.json`` at the run root from the scenes' ``qa.json`` files and what the
 flow knows (failures and their errors, skipped scenes). This module then publishes a
-run-summary table (scene, status, duration, main class areas, QA verdict, output paths),
+run-summary table (scene, status, duration, main class areas, QA verdict, output paths,
+the worker process that ran it),
 the QA markdown summary and a link to the HTML report.
 
 A failure while building the report is logged, never raised: the night's segmentations
@@ -89,6 +90,7 @@ def summary_rows(outcomes: Sequence[SceneOutcome], summary: Any) -> list[dict[st
             "qa_verdict": (r.verdict if r is not None else None) or ("fail" if o.status == "failed" else "-"),
             "error": o.error,
             "outputs": ", ".join(v for k, v in o.outputs.items() if k != "record"),
+            "worker": o.worker or "batch process",
         })
     return _plain(rows)
 
