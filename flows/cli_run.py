@@ -22,7 +22,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="tiles per model call (default: 8 on a GPU, 2 on the CPU)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto = bf16 autocast on GPU, fp32 on CPU")
+                   help="auto = bf16 autocast on a GPU and on CPUs with AMX-BF16/AVX512-BF16, else fp32")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (4x the model work)")
     p.add_argument("--confidence", action="store_true", help="also write max class probability (uint8, /254)")
     p.add_argument("--probabilities", action="store_true", help="also write per-class probabilities (uint8, /254)")
@@ -73,8 +73,10 @@ def summary_line(record: dict[str, Any], scene_dir: Path) -> str:
     inp = record["input"]
     size = "x".join(str(inp[k]) for k in ("width", "height", "depth") if k in inp)
     warn = f", {len(record['warnings'])} warning(s)" if record["warnings"] else ""
+    f = record.get("facts", {})
+    used = ", ".join(str(f[k]) for k in ("precision", "precision_reason") if f.get(k))  # bf16, auto: CPU has ...
     return (f"{Path(inp['path']).name}: {size} -> {scene_dir}/ in {t['total_s']:.1f} s "
-            f"({t['mpix_per_s']:.2f} Mpix/s){warn}")
+            f"({t['mpix_per_s']:.2f} Mpix/s{'; ' + used if used else ''}){warn}")
 
 
 class _Bar:

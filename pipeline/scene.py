@@ -298,7 +298,8 @@ class _SceneRun:
         facts = dict(tiles_total=self.grid.n_tiles, tiles_skipped=self.tiles_skipped,
                      valid_pixels=writer.valid_pixels, entropy_sum=writer.entropy_sum,
                      oom_splits=self.predictor.oom_splits, device=str(self.device),
-                     precision=self.predictor.precision, peak_rss_mb=peak_rss_mb())
+                     precision=self.predictor.precision, precision_reason=self.predictor.precision_reason,
+                     peak_rss_mb=peak_rss_mb())
         if self.device.type == "cuda":
             facts["peak_gpu_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         return outputs, self.timings, facts

@@ -55,6 +55,7 @@ def performance(record: Mapping[str, Any], qa_s: float) -> Performance:
         stages_s={label: float(t[k]) for k, label in STAGES if k in t}, total_s=t.get("total_s"), qa_s=qa_s,
         mpix_per_s=t.get("mpix_per_s"), slices_per_s=t.get("slices_per_s"), peak_rss_mb=f.get("peak_rss_mb"),
         peak_gpu_mb=f.get("peak_gpu_mb"), device=f.get("device"), precision=f.get("precision"),
+        precision_reason=f.get("precision_reason"),
         tiles_total=f.get("tiles_total"), tiles_skipped=f.get("tiles_skipped"),
     )
 

@@ -313,7 +313,8 @@ class _VolumeRun:
             valid_pixels=sum(v["valid_voxels"] for v in self.volumes),
             entropy_sum=sum(v["entropy_sum"] for v in self.volumes), n_volumes=len(self.volumes),
             volumes=self.volumes, oom_splits=self.predictor.oom_splits, device=str(self.device),
-            precision=self.predictor.precision, peak_rss_mb=peak_rss_mb())
+            precision=self.predictor.precision, precision_reason=self.predictor.precision_reason,
+            peak_rss_mb=peak_rss_mb())
         if len(self.volumes) == 1:
             facts["label_volumes"] = self.volumes[0]["label_volumes"]
             facts["normalization"] = self.volumes[0]["normalization"]
