@@ -115,3 +115,16 @@ def test_record_and_qa_report_say_which_precision_ran_and_why(flags, make_tif, t
     qa = json.loads((res.scene_dir / "qa.json").read_text())
     assert (qa["performance"]["precision"], qa["performance"]["precision_reason"]) == want
     assert f"{want[0]} ({want[1]})" in (res.scene_dir / "qa.html").read_text()
+
+
+def test_the_engine_never_imports_monai():
+    """MONAI is the benchmarks' reference (the optional ``bench`` extra), not a dependency of the engine."""
+    import re
+    from pathlib import Path
+
+    import pipeline
+
+    root = Path(pipeline.__file__).parent
+    pattern = re.compile(r"^\s*(import|from)\s+monai\b", re.M)
+    offenders = [p for p in root.rglob("*.py") if pattern.search(p.read_text())]
+    assert list(root.rglob("*.py")) and offenders == []
