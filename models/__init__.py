@@ -4,6 +4,7 @@
 imports ``models``, and nothing here imports prefect.
 """
 
+import pipeline  # noqa: F401 - first, before torch: its CPU thread and allocation settings (pipeline/__init__.py)
 from .checkpoint import (
     FORMAT_VERSION,
     LoadedModel,

@@ -2,10 +2,11 @@
 
 bf16 pays on a CPU only where the processor multiplies bf16 natively: AMX-BF16 (Xeon
 Sapphire Rapids and later) or AVX512-BF16 (Cooper Lake, AMD Zen 4 and later). There
-oneDNN's bf16 convolutions run the U-Net several times faster than fp32, with the argmax
-agreeing on > 99.9 % of pixels (bench/RESULTS.md, tests/pipeline/test_precision.py).
-Elsewhere oneDNN emulates bf16 with fp32 arithmetic plus conversions, which is slower than
-plain fp32, so ``auto`` stays fp32 there.
+oneDNN's bf16 convolutions run the U-Net 2-3.6x faster than fp32, with a trained model's
+masks agreeing on > 99.9 % of pixels (bench/RESULTS.md, tests/models/train/test_bf16.py).
+Elsewhere bf16 is emulated (converted to and from fp32 around fp32 arithmetic) and has no
+faster arithmetic to offer, so ``auto`` stays fp32 there. ARM CPUs with bf16 dot products
+are left at fp32 too: not measured.
 
 The processor's features come from torch's own cpuinfo (``torch.cpu.get_capabilities``),
 the same library oneDNN's dispatch agrees with; ``/proc/cpuinfo`` flags are the fallback
@@ -13,10 +14,12 @@ for a torch without that call. ``SEGPIPE_CPU_BF16=0`` (or ``1``) overrides the a
 lets one test suite exercise both kinds of CPU on one machine, and lets a user keep fp32
 under ``auto`` on a machine where bf16 measures slower.
 
-Threads: the engine keeps torch's default intra-op thread count (one per physical core
-in the process's CPU affinity). The reader, writer and QA threads spend most of their
-time in GDAL, zlib and numpy with the GIL released and mostly wait; measured on the
-2-core machine, leaving a core to them made the whole run slower, not faster
+Threads: the engine keeps torch's intra-op thread count (one per physical core in the
+process's CPU affinity) and makes the OpenMP threads sleep while they wait
+(``OMP_WAIT_POLICY=PASSIVE``, set in ``pipeline/__init__.py`` because OpenMP reads it when
+torch loads). Spinning threads burn a core each between the model's operations, taking it
+from the reader, writer and QA threads and from any other process; on a busy machine that
+made the model 2-4x slower, while fewer threads would give up the idle machine's cores
 (bench/RESULTS.md, "Threads").
 """
 

@@ -128,3 +128,20 @@ def test_the_engine_never_imports_monai():
     pattern = re.compile(r"^\s*(import|from)\s+monai\b", re.M)
     offenders = [p for p in root.rglob("*.py") if pattern.search(p.read_text())]
     assert list(root.rglob("*.py")) and offenders == []
+
+
+def test_openmp_threads_sleep_while_waiting_unless_the_user_says_otherwise():
+    """OMP_WAIT_POLICY is read when torch loads, so the entry points import pipeline before torch."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = ("import sys, os, models.checkpoint; m = list(sys.modules); "
+            "print(m.index('pipeline') < m.index('torch'), os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "PASSIVE"]
+    code = "import os, pipeline; print(os.environ['OMP_WAIT_POLICY'])"  # no torch: cheap
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["ACTIVE"]
