@@ -130,7 +130,8 @@ def main() -> None:
                         for p, one in rounds[0].items())
     print(f"scene {args.size}x{args.size}x{args.bands} uint16, {args.model}/{args.encoder}, tile {args.tile}, "
           f"overlap {args.overlap}, batch {args.batch_size}, device {last['facts']['device']}, {last['tiles']} tiles, "
-          f"QA {'off' if args.no_qa else 'on'}, threads {args.threads or 'default'}; {reasons}")
+          f"QA {'off' if args.no_qa else 'on'}, threads {args.threads or 'default'}, "
+              f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}; {reasons}")
     report.print_rounds("Mpix", args.size * args.size / 1e6, rounds)
     report.print_summary(rounds)
     report.print_peaks(rounds)

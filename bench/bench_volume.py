@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -139,7 +140,8 @@ def main() -> None:
                             f"({one['result']['facts'].get('precision_reason')})" for p, one in rounds[0].items())
         print(f"volume {args.size}x{args.size}x{args.depth} int16 {ext}, context {context}, "
               f"{args.model}/{args.encoder}, tile {args.tile}, overlap {args.overlap}, batch {args.batch_size}, "
-              f"device {last['facts']['device']}, {last['tiles']} tiles, threads {args.threads or 'default'}; {reasons}")
+              f"device {last['facts']['device']}, {last['tiles']} tiles, threads {args.threads or 'default'}, "
+              f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}; {reasons}")
         report.print_rounds("slices", last["slices"], rounds)
         report.print_summary(rounds)
         report.print_peaks(rounds)

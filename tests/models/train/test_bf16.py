@@ -56,7 +56,7 @@ def trained(tmp_path_factory):
     out = {}
     for kind, write, steps, extra in (
         ("scene", _Scene(), 40, dict(class_names=CLASS_NAMES, infer_tile=128, overlap=32, lr=3e-3)),
-        ("volume", _Volume(), 60, dict(class_names=LABEL_NAMES, infer_tile=64, overlap=16, lr=4e-3, context=3,
+        ("volume", _Volume(), 90, dict(class_names=LABEL_NAMES, infer_tile=64, overlap=16, lr=4e-3, context=3,
                                        class_balance=0.8, norm="ct_window", ct_window=(-150.0, 350.0),
                                        augment=AugmentConfig(brightness_p=0.0, noise_p=0.0))),
     ):
