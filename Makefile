@@ -35,8 +35,10 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m data.demo
 
+# MONAI (the reference the benchmarks compare with) is the optional `bench` extra, installed here only.
 bench: $(STAMP)
-	$(PY) bench/bench_scene.py
+	$(PY) -c "import monai" 2>/dev/null || $(PY) -m pip install -q -c constraints.txt monai
+	$(PY) bench/bench_scene.py --repeat 3
 
 clean:
 	rm -rf out demo-out data/generated .pytest_cache

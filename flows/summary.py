@@ -11,13 +11,17 @@ from typing import Any
 
 
 def scene_line(record: dict[str, Any], scene_dir: Path) -> str:
-    """``segpipe run``: 'x.tif: 96x96 -> out/x/ in 1.2 s (0.5 Mpix/s); QA warn: <reason> (+1 more): out/x/qa.html'."""
+    """``segpipe run``: 'x.tif: 96x96 -> out/x/ in 1.2 s (0.5 Mpix/s; bf16, auto: CPU has AVX512-BF16);
+    QA warn: <reason> (+1 more): out/x/qa.html'."""
     t = record["timings"]
     inp = record["input"]
     size = "x".join(str(inp[k]) for k in ("width", "height", "depth") if k in inp)
     warn = f"; {len(record['warnings'])} warning(s)" if record.get("warnings") else ""
+    f = record.get("facts", {})
+    used = ", ".join(str(f[k]) for k in ("precision", "precision_reason") if f.get(k))  # bf16, auto: CPU has ...
     return (f"{Path(inp['path']).name}: {size} -> {scene_dir}/ in {t['total_s']:.1f} s "
-            f"({t['mpix_per_s']:.2f} Mpix/s); {qa_phrase(record.get('qa'), scene_dir)}{warn}")
+            f"({t['mpix_per_s']:.2f} Mpix/s{'; ' + used if used else ''}); "
+            f"{qa_phrase(record.get('qa'), scene_dir)}{warn}")
 
 
 def qa_phrase(qa: dict[str, Any] | None, scene_dir: Path) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import pipeline  # noqa: F401 - first, before torch: its CPU thread and allocation settings (pipeline/__init__.py)
+
 _EXPORTS = {
     "FORMAT_VERSION": "checkpoint", "LoadedModel": "checkpoint", "import_state_dict": "checkpoint",
     "load_checkpoint": "checkpoint", "read_metadata": "checkpoint", "save_checkpoint": "checkpoint",

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--resume", type=Path, help="continue from this checkpoint's .state.safetensors")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto (default) = bf16 autocast on a GPU and on CPUs with AMX-BF16/AVX512-BF16, else fp32")
     p.add_argument("--bands", type=int, nargs="+", help="1-based bands to use (default all)")
     p.add_argument("--classes", type=int, help="number of classes (default: from the labels)")
     p.add_argument("--class-names", nargs="+", help="one name per class, background first")
@@ -55,7 +57,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     fields = {k: getattr(args, k, None) for k in (
         "data", "out", "val", "val_split", "encoder", "encoder_depth", "encoder_weights", "epochs",
         "steps_per_epoch", "steps", "batch_size", "tile", "infer_tile", "overlap", "lr", "patience",
-        "focal_gamma", "seed", "resume", "device", "classes", "norm", "context")}
+        "focal_gamma", "seed", "resume", "device", "precision", "classes", "norm", "context")}
     fields["bands"] = tuple(args.bands) if args.bands else None
     fields["class_names"] = tuple(args.class_names) if args.class_names else None
     fields["ct_window"] = tuple(args.ct_window) if args.ct_window else None

@@ -49,7 +49,8 @@ class RunOptions(BaseModel):
     batch_size: int | None = Field(None, ge=1, le=1024,
                                    description="tiles per model call (default: 8 on a GPU, 2 on the CPU)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
-    precision: Precision = Field("auto", description="auto = bf16 autocast on GPU, fp32 on CPU")
+    precision: Precision = Field("auto", description="auto = bf16 autocast on a GPU and on CPUs with AMX-BF16/"
+                                                       "AVX512-BF16, else fp32")
     tta: bool = Field(False, description="flip test-time augmentation (4x the model work)")
     confidence: bool = Field(False, description="also write max class probability (uint8, /254)")
     probabilities: bool = Field(False, description="also write per-class probabilities (uint8, /254)")

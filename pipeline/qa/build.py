@@ -58,6 +58,7 @@ def performance(record: Mapping[str, Any], qa_s: float) -> Performance:
         peak_rss_scope=f.get("peak_rss_scope", "process" if f.get("peak_rss_mb") is not None else None),
         rss_start_mb=f.get("rss_start_mb"),
         peak_gpu_mb=f.get("peak_gpu_mb"), device=f.get("device"), precision=f.get("precision"),
+        precision_reason=f.get("precision_reason"),
         tiles_total=f.get("tiles_total"), tiles_skipped=f.get("tiles_skipped"),
     )
 

@@ -277,7 +277,8 @@ def _performance(r: QAReport) -> str:
                f"{p.slices_per_s:.2f} slices/s" if p.slices_per_s is not None else None),
               ("peak RAM", peak),
               ("peak GPU memory", f"{p.peak_gpu_mb:,.0f} MiB" if p.peak_gpu_mb is not None else None),
-              ("device / precision", f"{p.device or '–'} / {p.precision or '–'}"),
+              ("device / precision", f"{p.device or '–'} / {p.precision or '–'}"
+                                       + (f" ({p.precision_reason})" if p.precision_reason else "")),
               ("tiles (skipped)", f"{fmt(p.tiles_total)} ({fmt(p.tiles_skipped)})")]
     return kv(pairs)
 

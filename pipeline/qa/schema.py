@@ -169,6 +169,7 @@ class Performance(_Model):
     peak_gpu_mb: float | None = None
     device: str | None = None
     precision: str | None = None
+    precision_reason: str | None = None  # why that precision ran (auto: what the device has)
     tiles_total: int | None = None
     tiles_skipped: int | None = None
 

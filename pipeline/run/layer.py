@@ -132,7 +132,7 @@ def check_model_kind(model: ModelHandle, input_path: Path, kind: str) -> None:
 def device_facts(predictor: Predictor) -> dict[str, Any]:
     """Where and how the model ran, and the memory this input took (``peakmem``: not the process's)."""
     return dict(oom_splits=predictor.oom_splits, device=str(predictor.device), precision=predictor.precision,
-                **scene_facts())
+                precision_reason=predictor.precision_reason, **scene_facts())
 
 
 def conclude(result: SceneResult, attach: Callable[[dict[str, Any]], None] | None) -> SceneResult:
