@@ -40,10 +40,9 @@ class JobConfig(RunOptions):
     glob: str | None = Field(None, description="pattern for files in folder inputs (default: rasters and volumes)")
     model: str = Field(description="checkpoint (.safetensors) made by segpipe")
     out: str = Field(description="output root; each input gets OUT/<name>/")
-    fan_out: bool = Field(False, description="run each scene as a flow run of the per-scene deployment")
-    scene_deployment: str = Field("segment-scene/segpipe-scene", description="flow/deployment for fan-out")
-    max_wait_h: float = Field(20.0, gt=0, le=168, description="fan-out: stop waiting for scene runs after this")
-    poll_s: float = Field(5.0, ge=0.1, le=300, description="fan-out: how often to check the scene runs")
+    cluster: str | None = Field(None, pattern=r"^(local|(tcp|tls|ucx)://\S+)$",
+                                description="Dask scheduler of warm workers (tcp://head:8786), or 'local'")
+    max_wait_h: float = Field(20.0, gt=0, le=168, description="cluster: stop waiting for scenes after this")
 
     @field_validator("inputs")
     @classmethod

@@ -4,7 +4,8 @@
 ``pipeline.qa.run_report.write_run_report`` writes ``run_report.html`` and
 ``run_summary.json`` at the run root from the scenes' ``qa.json`` files and what the
 flow knows (failures and their errors, skipped scenes). This module then publishes a
-run-summary table (scene, status, duration, main class areas, QA verdict, output paths),
+run-summary table (scene, status, duration, main class areas, QA verdict, output paths,
+the worker process that ran it),
 the QA markdown summary and a link to the HTML report.
 
 A failure while building the report is logged, never raised: the night's segmentations
@@ -47,17 +48,18 @@ def counts(outcomes: Sequence[SceneOutcome]) -> dict[str, int]:
 
 
 def publish_run_report(run_root: str | Path, outcomes: Sequence[SceneOutcome], *, run_id: str, job: str,
-                       thresholds: QAThresholds | None = None) -> dict[str, Any]:
+                       thresholds: QAThresholds | None = None, tz: Any = None) -> dict[str, Any]:
     """Write the run report and publish the artifacts (inside a Prefect run); returns the counts.
 
     Args:
         run_id: unique per run (the history keeps one entry per run id).
         job: the job's name; drift compares runs of the same job.
+        tz: the zone the report shows times in (the job's schedule zone; default: this machine's).
     """
     run_root = Path(run_root)
     summary = None
     try:
-        summary = _write_report(run_root, outcomes, run_id, job, thresholds)
+        summary = _write_report(run_root, outcomes, run_id, job, thresholds, tz)
     except Exception:  # noqa: BLE001 - see module docstring
         log.exception("%s: could not build the run report", run_root)
     _publish_artifacts(run_root, outcomes, summary)
@@ -65,14 +67,14 @@ def publish_run_report(run_root: str | Path, outcomes: Sequence[SceneOutcome], *
 
 
 def _write_report(run_root: Path, outcomes: Sequence[SceneOutcome], run_id: str, job: str,
-                  thresholds: QAThresholds | None) -> Any:
+                  thresholds: QAThresholds | None, tz: Any = None) -> Any:
     for o in outcomes:
         if o.status == "failed":
             write_scene_error(o.scene_dir, o.error)  # a rebuilt report (segpipe report) still lists it
     entries = [SceneEntry(o.name, Path(o.scene_dir), _ROW_STATUS[o.status], o.error or None, float(o.duration_s))
                for o in outcomes]
     run_root.mkdir(parents=True, exist_ok=True)
-    _, json_path = write_run_report(run_root, entries, run_id=run_id, job=job, thresholds=thresholds)
+    _, json_path = write_run_report(run_root, entries, run_id=run_id, job=job, thresholds=thresholds, tz=tz)
     return load_run_summary(json_path)
 
 
@@ -88,13 +90,15 @@ def summary_rows(outcomes: Sequence[SceneOutcome], summary: Any) -> list[dict[st
             "qa_verdict": (r.verdict if r is not None else None) or ("fail" if o.status == "failed" else "-"),
             "error": o.error,
             "outputs": ", ".join(v for k, v in o.outputs.items() if k != "record"),
+            "worker": o.worker or "batch process",
         })
     return _plain(rows)
 
 
 def main_classes(row: Any) -> str:
-    """'water 12.3 ha (41%), ...' for the largest classes (fractions only without a projected CRS)."""
-    top = sorted(row.class_fractions.items(), key=lambda kv: -kv[1])[:TOP_CLASSES]
+    """'water 12.3 ha (41%), ...' for the largest classes but background (fractions only without a projected CRS)."""
+    top = sorted(((k, v) for k, v in row.class_fractions.items() if k != getattr(row, "background", None)),
+                 key=lambda kv: -kv[1])[:TOP_CLASSES]
     parts = []
     for name, frac in top:
         ha = row.class_areas_ha.get(name)

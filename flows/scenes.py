@@ -6,9 +6,11 @@ task in :mod:`flows.tasks` is a few lines around :func:`process_scene`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +27,11 @@ Status = Literal["done", "skipped", "failed"]
 
 @dataclass
 class SceneOutcome:
-    """What happened to one scene; small and JSON-friendly (it is a task's result)."""
+    """What happened to one scene; small and JSON-friendly (it is a task's result).
+
+    Decided where the scene ran, from the engine's own result (``worker``: ``host:pid`` of
+    that process, empty in the batch's own process); fields may be added, never renamed.
+    """
 
     name: str
     input: str
@@ -34,6 +40,7 @@ class SceneOutcome:
     duration_s: float = 0.0
     error: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
+    worker: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +50,7 @@ class SceneOutcome:
 _MODELS: dict[tuple[str, str], Any] = {}
 _SHA_BY_STAT: dict[tuple[str, int, int], str] = {}
 _LOCK = threading.Lock()
+_LOADS = [0]  # checkpoints loaded by this process (a warm worker: one per model)
 
 
 def get_model(path: str | Path) -> Any:
@@ -63,7 +71,13 @@ def get_model(path: str | Path) -> Any:
             for old in [k for k in _MODELS if k[0] == str(path)]:
                 del _MODELS[old]
             _MODELS[key] = load_checkpoint(path)
+            _LOADS[0] += 1
         return _MODELS[key]
+
+
+def model_loads() -> int:
+    """How many checkpoints this process has loaded so far."""
+    return _LOADS[0]
 
 
 def model_sha256(path: Path) -> str:
@@ -169,6 +183,22 @@ def output_paths(scene_dir: Path, record: dict[str, Any]) -> dict[str, str]:
     outs = {k: str(scene_dir / v) for k, v in record.get("outputs", {}).items()}
     outs["record"] = str(scene_dir / RECORD_NAME)
     return outs
+
+
+@contextlib.contextmanager
+def retry_batch_on_oom(settings: RunOptions) -> Iterator[None]:
+    """A device out-of-memory error leaving this block carries ``retry_batch_size``: half the
+    batch size it ran with, decided where it ran (a worker's device, not the batch's), and
+    kept when the exception is pickled back to the batch flow."""
+    from pipeline.errors import is_out_of_memory
+
+    try:
+        yield
+    except BaseException as exc:
+        if is_out_of_memory(exc):
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.retry_batch_size = halved(settings).batch_size  # type: ignore[attr-defined]
+        raise
 
 
 def halved(settings: RunOptions) -> RunOptions:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from ..files import RECORD_NAME, STATE, FileLock, remove_partials, write_json_atomic, write_text_atomic
 from .drift import HistoryEntry, baseline, drift_flags, earlier_runs
-from .html import run_html
+from .html_run import run_html
 from .read import read_json
 from .schema import (QA_HTML, QA_JSON, RUN_REPORT_HTML, RUN_SUMMARY_JSON, SCHEMA_VERSION, QAReport, QAThresholds,
                      RunRow, RunSummary, RunTotals)
@@ -87,7 +87,7 @@ def collect_scene_entries(run_root: str | Path) -> list[SceneEntry]:
 def write_run_report(run_root: str | Path, scene_entries: Sequence[SceneEntry] | None = None, *,
                      run_id: str | None = None, job: str = "default", history_path: str | Path | None = None,
                      thresholds: QAThresholds | None = None, update_history: bool = True,
-                     redecide: bool = False) -> tuple[Path, Path]:
+                     redecide: bool = False, tz: Any = None) -> tuple[Path, Path]:
     """Build the run report; returns (run_report.html, run_summary.json).
 
     Args:
@@ -99,6 +99,8 @@ def write_run_report(run_root: str | Path, scene_entries: Sequence[SceneEntry] |
             path shared by the job's runs when each run writes to a new root).
         thresholds: drift settings, and the thresholds to re-decide verdicts with when ``redecide``.
         update_history: add/replace this run's entry in the history.
+        tz: the time zone the page shows times in (``tzinfo`` or IANA name, e.g. the job's
+            schedule zone; default: this machine's). ``run_summary.json`` keeps UTC.
     """
     run_root = Path(run_root)
     lock = FileLock(run_root / STATE / "locks" / "run_report.lock")
@@ -109,14 +111,14 @@ def write_run_report(run_root: str | Path, scene_entries: Sequence[SceneEntry] |
         log.warning("%s: the run report is still locked by %s; writing it anyway", run_root, lock.holder())
     try:
         return _write_run_report(run_root, scene_entries, run_id, job, history_path, thresholds, update_history,
-                                 redecide)
+                                 redecide, tz)
     finally:
         lock.release()
 
 
 def _write_run_report(run_root: Path, scene_entries: Sequence[SceneEntry] | None, run_id: str | None, job: str,
                       history_path: str | Path | None, thresholds: QAThresholds | None, update_history: bool,
-                      redecide: bool) -> tuple[Path, Path]:
+                      redecide: bool, tz: Any) -> tuple[Path, Path]:
     entries = list(scene_entries) if scene_entries is not None else collect_scene_entries(run_root)
     run_id = run_id or run_root.name
     th = thresholds or QAThresholds()
@@ -126,7 +128,7 @@ def _write_run_report(run_root: Path, scene_entries: Sequence[SceneEntry] | None
     earlier = earlier_runs(history, job, run_id)
     summary = summarize(rows, run_id=run_id, job=job, earlier=earlier, thresholds=th)
     json_path = write_json_atomic(run_root / RUN_SUMMARY_JSON, summary.model_dump(mode="json"))
-    html_path = write_text_atomic(run_root / RUN_REPORT_HTML, run_html(summary))
+    html_path = write_text_atomic(run_root / RUN_REPORT_HTML, run_html(summary, tz))
     if update_history:
         write_history(hist_path, history, history_entry(summary))
     return html_path, json_path
@@ -156,7 +158,8 @@ def _report_row(run_root: Path, e: SceneEntry, report: QAReport | None, redecide
                       error=None if record else "no qa.json and no record.json")
     if redecide is not None:
         report = report.model_copy(update={"verdict": decide(report, redecide)})
-    return report_row(report, _rel(e.scene_dir / QA_HTML, run_root), duration)
+    row = report_row(report, _rel(e.scene_dir / QA_HTML, run_root), duration)
+    return row.model_copy(update={"scene": e.scene})  # a series' qa.json is its worst volume's, titled "name t3"
 
 
 def load_report(path: Path) -> QAReport | None:
@@ -182,6 +185,8 @@ def report_row(r: QAReport, qa_html: str | None, duration_s: float | None) -> Ru
         reasons=[x.message for x in r.verdict.reasons if x.severity != "info"],
         class_fractions={} if empty else {c.name: c.fraction for c in r.classes},
         class_areas_ha={c.name: c.area_ha for c in r.classes} if r.area.unit == "m2" else {},
+        class_volumes_ml={c.name: c.volume_ml for c in r.classes} if r.area.unit == "ml" else {},
+        background=r.classes[0].name if r.classes else None, thumbnail=r.thumbnail, finished=r.created,
         duration_s=duration_s if duration_s is not None else r.performance.total_s,
         mpix=r.input.width * r.input.height * (r.input.depth or 1) / 1e6, qa_html=qa_html,
     )

@@ -22,6 +22,7 @@ from ..engine import Predictor, ProgressFn, resolve_device, stats_for
 from ..errors import SegpipeWarning, collected_warnings
 from ..files import file_sha256
 from ..options import RunOptions
+from ..peakmem import start_watch
 from ..qa import QAThresholds, SceneQA
 from ..qa.tally import BandTallier
 from ..readers.geotiff import RasterInfo, RasterSource, StripReader, open_raster
@@ -57,6 +58,7 @@ def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Pa
     """
     input_path, out_root = Path(input_path), Path(out_root)
     bound_gdal_cache()
+    start_watch(options.device)  # this scene's peak memory, not the process's (record facts)
     t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
         check_model_kind(model, input_path, "scene")

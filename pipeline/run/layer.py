@@ -29,7 +29,8 @@ from ..sinks import BandWriter, SinkSet, Watched
 from ..spec import ModelSpec
 from ..threads import StopToken
 from ..tiling import TileGrid
-from .record import RECORD_NAME, peak_rss_mb
+from ..peakmem import scene_facts
+from .record import RECORD_NAME
 
 
 class ModelHandle(Protocol):
@@ -129,12 +130,9 @@ def check_model_kind(model: ModelHandle, input_path: Path, kind: str) -> None:
 
 
 def device_facts(predictor: Predictor) -> dict[str, Any]:
-    """Where and how the model ran, and the memory it took."""
-    facts: dict[str, Any] = dict(oom_splits=predictor.oom_splits, device=str(predictor.device),
-                                 precision=predictor.precision, peak_rss_mb=peak_rss_mb())
-    if predictor.device.type == "cuda":
-        facts["peak_gpu_mb"] = torch.cuda.max_memory_allocated(predictor.device) / 2**20
-    return facts
+    """Where and how the model ran, and the memory this input took (``peakmem``: not the process's)."""
+    return dict(oom_splits=predictor.oom_splits, device=str(predictor.device), precision=predictor.precision,
+                **scene_facts())
 
 
 def conclude(result: SceneResult, attach: Callable[[dict[str, Any]], None] | None) -> SceneResult:

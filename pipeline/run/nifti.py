@@ -26,7 +26,9 @@ from ..engine import PROB_NODATA, Predictor, ProgressFn, resolve_device, volume_
 from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_warnings
 from ..files import file_sha256
 from ..options import RunOptions
+from ..peakmem import start_watch
 from ..qa import QAThresholds, SceneQA
+from ..qa.planes import centre_planes
 from ..qa.tally import BandTallier
 from ..readers.nifti import ReadAhead, Volume, VolumeSource, iter_volumes, open_streamed, plane_shape
 from ..sinks import SinkSet, Watched
@@ -37,7 +39,7 @@ from ..threads import Task
 from ..tiling import TileGrid
 from .folder import SceneFolder
 from .layer import ModelHandle, SceneResult, check_model_kind, conclude, device_facts, finish_sinks, stream
-from .planes import PlaneJoiner, centre_planes
+from .planes import PlaneJoiner
 from .qa import ImageQA, attach_qa
 from .record import completion_record
 
@@ -63,6 +65,7 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
             ``context`` disagrees with the checkpoint.
     """
     input_path, out_root = Path(input_path), Path(out_root)
+    start_watch(options.device)  # this volume's peak memory, not the process's (record facts)
     t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
         s = _resolve(options, model, input_path)
@@ -180,7 +183,7 @@ class _VolumeRun:
                           label_dtype=_label_dtype(self.spec.num_classes), confidence=qa is not None,
                           reducers=[BandTallier(self.spec.num_classes)],  # label counts and QA, on the device
                           progress=self.progress)
-        planes = centre_planes(vol.data, sinks.sinks[0].assemblers[0].result()) if qa is not None else None
+        planes = centre_planes(vol.data, sinks.sinks[0].assemblers[0].result(), vol.zooms) if qa is not None else None
         outputs, finalise_s = finish_sinks(sinks, before=None if vol.arrival is None else vol.arrival.finish)
         self._account(streamed, source, vol, finalise_s)
         self.outputs.update(outputs)
@@ -199,7 +202,8 @@ class _VolumeRun:
             return None, []
         axis = vol.slice_axis
         qa = SceneQA.for_volume((vol.shape[axis], grid.height, grid.width), float(np.prod(vol.zooms)) / 1000.0,
-                                self.spec.class_names, grid, colors=self.spec.colors(), threaded=True)
+                                self.spec.class_names, grid, colors=self.spec.colors(), threaded=True,
+                                slice_axis=axis)
         feed = PlaneJoiner(grid.height, lambda b: qa.observe_slice(b.plane, b.labels, b.valid, b.confidence,
                                                                    b.entropy_sum, b.tallies))
         return qa, [Watched("QA", feed)]

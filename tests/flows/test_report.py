@@ -24,11 +24,11 @@ def test_summary_rows_hold_plain_values_and_main_classes():
     summary = SimpleNamespace(rows=[row])
     outs = [SceneOutcome("a", "/in/a.tif", "/o/a", "done", np.float32(1.234),
                          outputs={"mask": "/o/a/a_mask.tif", "record": "/o/a/record.json"}),
-            SceneOutcome("b", "/in/b.tif", "/o/b", "failed", error="bad input")]
+            SceneOutcome("b", "/in/b.tif", "/o/b", "failed", error="bad input", worker="gpu-a:4242")]
     rows = summary_rows(outs, summary)
     assert rows[0] == {"scene": "a", "status": "done", "duration_s": 1.23,
                        "main_classes": "soil 70.0%, water 1.50 ha (25%), built 5.0%", "qa_verdict": "warn",
-                       "error": "", "outputs": "/o/a/a_mask.tif"}
+                       "error": "", "outputs": "/o/a/a_mask.tif", "worker": "batch process"}
     assert type(rows[0]["duration_s"]) is float
-    assert rows[1]["qa_verdict"] == "fail" and rows[1]["error"] == "bad input"
+    assert rows[1]["qa_verdict"] == "fail" and rows[1]["error"] == "bad input" and rows[1]["worker"] == "gpu-a:4242"
     assert main_classes(row).startswith("soil")
