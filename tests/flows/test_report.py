@@ -14,7 +14,10 @@ from flows.scenes import SceneOutcome
 def test_artifact_keys_are_valid_for_prefect():
     for root in ("/results/Land Cover_2024", "/x/ÄÖ..//", "/"):
         assert re.fullmatch(r"[a-z0-9-]*", artifact_key("run-summary", root))
-    assert artifact_key("run-summary", "/r/Night_Run") == "segpipe-run-summary-night-run"
+    key = artifact_key("run-summary", "/r/Night_Run")
+    assert key.startswith("segpipe-run-summary-night-run-") and key == artifact_key("run-summary", "/r/Night_Run")
+    # two jobs whose output roots share a name keep separate histories (they collided before)
+    assert artifact_key("run-summary", "/a/results") != artifact_key("run-summary", "/b/results")
 
 
 def test_summary_rows_hold_plain_values_and_main_classes():
