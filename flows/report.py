@@ -96,25 +96,13 @@ def summary_rows(outcomes: Sequence[SceneOutcome], summary: Any) -> list[dict[st
         r = by_scene.get(o.name)
         rows.append({
             "scene": o.name, "status": o.status, "duration_s": round(float(o.duration_s), 2),
-            "main_classes": main_classes(r) if r is not None else "",
+            "main_classes": r.main_classes(TOP_CLASSES) if r is not None else "",
             "qa_verdict": (r.verdict if r is not None else None) or ("fail" if o.status == "failed" else "-"),
             "error": o.error,
             "outputs": ", ".join(v for k, v in o.outputs.items() if k != "record"),
             "worker": o.worker or "batch process",
         })
     return _plain(rows)
-
-
-def main_classes(row: Any) -> str:
-    """'water 12.3 ha (41%), ...' for the largest classes but background (fractions only without a projected CRS)."""
-    top = sorted(((k, v) for k, v in row.class_fractions.items() if k != getattr(row, "background", None)),
-                 key=lambda kv: -kv[1])[:TOP_CLASSES]
-    parts = []
-    for name, frac in top:
-        ha = row.class_areas_ha.get(name)
-        parts.append(f"{name} {float(ha):.2f} ha ({100 * float(frac):.0f}%)" if ha is not None
-                     else f"{name} {100 * float(frac):.1f}%")
-    return ", ".join(parts)
 
 
 def _publish_artifacts(run_root: Path, outcomes: Sequence[SceneOutcome], summary: Any) -> None:
