@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -28,10 +29,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pipeline.readers.nifti import ReadAhead
 
 from .config import JobConfig
+from .deploy import TAG
 from .env import attach_engine_logs
 from .inputs import ScenePlan, plan_batch
+from .preflight import preflight
 from .report import artifact_key, publish_run_report
-from .scenes import SceneOutcome, one_line, read_ahead_next
+from .scenes import QA_FAILED, SceneOutcome, one_line, read_ahead_next
 from .tasks import segment_scene_task
 
 log = logging.getLogger(__name__)
@@ -78,26 +81,65 @@ class _Progress:
             cb(self.done, self.total, outcome)
 
 
-@flow(name=BATCH_FLOW_NAME, persist_result=False, validate_parameters=True,
+def run_name() -> str:
+    """``<job>-<date>``, the date in the job's time zone: the UI tells jobs and nights apart."""
+    from prefect.runtime import flow_run
+
+    job = flow_run.parameters.get("job")
+    job = job if isinstance(job, JobConfig) else JobConfig.model_validate(job) if job else None
+    if job is None:
+        return f"segpipe-{datetime.now():%Y-%m-%d}"
+    return f"{job_slug(job)}-{datetime.now(zone(job.timezone)):%Y-%m-%d}"
+
+
+def job_slug(job: JobConfig) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", job.job_name).strip("-") or "segpipe"
+
+
+def zone(name: str | None) -> Any:
+    """The IANA zone ``name``; None: this machine's."""
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name) if name else datetime.now().astimezone().tzinfo
+
+
+def job_tags(job: JobConfig) -> list[str]:
+    """Tags of a job's runs: segpipe's own (the zombie automation matches it) and the job's."""
+    return [TAG, f"job:{job_slug(job)}"]
+
+
+@flow(name=BATCH_FLOW_NAME, flow_run_name=run_name, persist_result=False, validate_parameters=True,
       task_runner=ThreadPoolTaskRunner(max_workers=MAX_SCENES_IN_FLIGHT))
 def segment_batch(job: JobConfig) -> Any:
     """Segment every input of ``job`` into ``job.out``; finished, unchanged scenes are skipped."""
     attach_engine_logs()
     logger = get_run_logger()
     plans = plan_batch(job)  # a bad job (missing input, name clash) fails here, before any work
+    preflight(job.model, job.out, plans, here=not job.cluster)  # and what would fail every scene
     started = datetime.now(timezone.utc)
     logger.info("%d scene(s) -> %s (%s)", len(plans), job.out,
                 f"cluster {job.cluster}" if job.cluster else "this process")
     progress = _Progress(len(plans), job.out)
     outcomes = (_run_on_cluster if job.cluster else _run_here)(plans, job, progress)
-    c = publish_run_report(job.out, outcomes, run_id=_run_id(started), job=job.job_name, thresholds=job.qa)
+    c = publish_run_report(job.out, outcomes, run_id=_run_id(started), job=job.job_name, thresholds=job.qa,
+                           tz=job.timezone)
+    return final_state(outcomes, c, job.qa_fail_exit)
+
+
+def final_state(outcomes: list[SceneOutcome], c: dict[str, Any], qa_fail_loud: bool = True) -> Any:
+    """The batch's state, in the run report's words: Failed when a scene failed; 'QA failed'
+    (Completed by type) when every output is complete but a QA verdict is fail; else Completed."""
     failed = [o for o in outcomes if o.status == "failed"]
     text = f"{c['done']} done, {c['skipped']} skipped, {c['failed']} failed of {c['total']}"
+    said = f"{c['verdicts']} ({text})" if c.get("verdicts") else text
     if failed:
         lines = "\n".join(f"  {o.name}: {o.error}" for o in failed)
         # No data: a runner resolves a Failed state's data into an exception (a dict cannot be one).
-        return Failed(message=f"{len(failed)} of {len(outcomes)} {SCENES_FAILED} ({text}):\n{lines}")
-    return Completed(message=text, data=c)
+        return Failed(message=f"{len(failed)} of {len(outcomes)} {SCENES_FAILED}: {said}:\n{lines}")
+    if c.get("qa_fail") and qa_fail_loud:
+        lines = "\n".join(f"  {o.name}: QA fail" for o in outcomes if o.qa_verdict == "fail")
+        return Completed(name=QA_FAILED, message=f"{said}:\n{lines}", data=c)
+    return Completed(message=said, data=c)
 
 
 def _run_id(started: datetime) -> str:

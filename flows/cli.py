@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "flows.cli_report",
     "flows.cli_batch",
     "flows.cli_deploy",
+    "flows.cli_notify",
     "models.cli",
     "models.train_cli",
 )

@@ -3,7 +3,8 @@
 Runs Prefect's batch flow without any server to set up (Prefect starts a temporary one
 for the run). Finished, unchanged scenes are skipped; a failed scene does not stop the
 others. Exit code 0 when every scene is done or skipped, 3 when some failed (listed),
-2 for a bad job (nothing was run).
+4 when every output is complete but some QA verdict is fail, 2 for a bad job (nothing
+was run).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from .cli_run import add_run_options
 
 EXIT_SCENES_FAILED = 3
+EXIT_QA_FAILED = 4
 
 
 def add_job_options(p: argparse.ArgumentParser) -> None:
@@ -47,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "batch", help="segment many inputs with the Prefect batch flow (no server needed)",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
-        epilog="Exit codes: 0 all scenes done or skipped, 2 bad job, 3 some scenes failed.")
+        epilog="Exit codes: 0 all scenes done or skipped, 2 bad job, 3 some scenes failed, 4 every output "
+               "complete but some QA verdict fail (qa_fail_exit: false in the job turns it into 0).")
     add_job_options(p)
     p.set_defaults(func=_batch)
 
@@ -59,7 +62,12 @@ def _batch(args: argparse.Namespace) -> int:
     set_prefect_env()  # before prefect is imported
     job = job_from_args(args)
     plans = plan_batch(job)  # a bad job fails here, in one line, before Prefect starts
-    from .batch_flow import SCENES_FAILED, progress_listener, segment_batch
+    from .preflight import preflight
+
+    preflight(job.model, job.out, plans, here=not job.cluster)  # ... and what would fail every scene
+    from prefect import tags
+
+    from .batch_flow import SCENES_FAILED, job_tags, progress_listener, segment_batch
 
     from .progress import Bar
     from .summary import batch_lines
@@ -68,9 +76,12 @@ def _batch(args: argparse.Namespace) -> int:
     with Bar("scene", disable=args.quiet, leave=True) as bar:
         bar.update(0, len(plans))
         with progress_listener(lambda done, total, o: bar.update(done, total, f"{o.name}: {o.status}")):
-            state = segment_batch(job, return_state=True)
+            with tags(*job_tags(job)):  # what the UI filters a job's runs by
+                state = segment_batch(job, return_state=True)
     for line in batch_lines(state.name, state.message, Path(job.out), since):
         print(line, file=sys.stderr)
     if state.is_completed():
-        return 0
+        from .scenes import QA_FAILED
+
+        return EXIT_QA_FAILED if state.name == QA_FAILED else 0
     return EXIT_SCENES_FAILED if SCENES_FAILED in (state.message or "") else 1

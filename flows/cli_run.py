@@ -10,6 +10,8 @@ from pipeline.options import RunOptions
 
 from .cli_options import add_model_flags, given
 
+EXIT_QA_FAILED = 4  # every output complete, but the QA verdict is fail
+
 
 def add_run_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     """Options shared by ``run`` and ``batch`` (and job config files): model, output root, run options.
@@ -44,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     with Bar("tile", disable=args.quiet) as bar:
         result = segment_file(args.input, model, args.out, options, progress=lambda p: _progress(bar, p))
     print(summary_line(result.record, result.scene_dir))
-    return 0
+    return EXIT_QA_FAILED if (result.record.get("qa") or {}).get("verdict") == "fail" else 0
 
 
 def _progress(bar: Any, p: Any) -> None:

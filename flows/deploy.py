@@ -33,6 +33,7 @@ from pipeline.errors import ConfigError, SegpipeError
 
 from .config import JobConfig
 from .env import HEARTBEAT_S, ZOMBIE_AFTER_S, child_env, flow_run_env
+from .scenes import QA_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +71,17 @@ def batch_deployment(job: JobConfig, schedule: Schedule | None, *, pool: str | N
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    from .batch_flow import segment_batch
+    from .batch_flow import job_tags, segment_batch
 
+    if schedule is not None and job.timezone is None:  # the run report's times in the schedule's zone
+        job = job.model_copy(update={"timezone": schedule.timezone})
     where = f"on {job.cluster}" if job.cluster else "in the batch's process"
     return segment_batch.to_deployment(
         name=deployment_name(job), parameters={"job": job.model_dump(mode="json")},
         schedules=[Cron(schedule.cron, timezone=schedule.timezone)] if schedule else None,
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
         description=f"segpipe job {job.job_name}: {job.inputs or job.manifest} -> {job.out}, scenes {where}",
-        tags=[TAG], work_pool_name=pool,
+        tags=job_tags(job), work_pool_name=pool,
         # A process worker starts the run's process with these, whatever its own environment:
         # heartbeats at the rate the zombie automation expects, telemetry off, engine logs shipped;
         # and no pipe to the worker (the logs are in Prefect), so a batch run outlives a worker
@@ -118,8 +121,10 @@ def zombie_automation_spec() -> dict[str, Any]:
         "trigger": {
             "type": "event", "posture": "Proactive",
             "after": ["prefect.flow-run.heartbeat"],
+            # every way a run ends, QA failed included (a Completed state by another name): an
+            # ended run whose heartbeats stop must not be marked Crashed
             "expect": ["prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                       "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"],
+                       "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", f"prefect.flow-run.{QA_FAILED}"],
             "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
             "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"},
             "for_each": ["prefect.resource.id"],

@@ -23,6 +23,10 @@ from pipeline.run.record import read_record
 log = logging.getLogger(__name__)
 
 Status = Literal["done", "skipped", "failed"]
+# The state name of a scene task and of a batch whose outputs are complete but whose QA says
+# fail: a Completed state by type (nothing is retried), named so that the UI, the CLI (exit
+# code 4) and automations (the event ``prefect.flow-run.QA failed``) can tell it apart.
+QA_FAILED = "QA failed"
 
 
 @dataclass
@@ -41,6 +45,7 @@ class SceneOutcome:
     error: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     worker: str = ""
+    qa_verdict: str | None = None  # the scene's QA verdict (pass / warn / fail), from its record
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,31 +138,35 @@ def process_scene(input_path: str | Path, model_path: str | Path, out_root: str 
 
     ``read_ahead``: the batch's ``pipeline.readers.nifti.ReadAhead`` (its next volume, decoding).
     """
-    from pipeline.run import scene_dir_for, segment_file
+    from pipeline.run import SceneBusy, SceneChanged, record_token, scene_dir_for, segment_file
 
     input_path, out_root = Path(input_path), Path(out_root)
     scene_dir = scene_dir_for(input_path, out_root)
+    name = scene_dir.name
     t0 = time.perf_counter()
     model = get_model(model_path)
-    reason = stale_reason(input_path, scene_dir, model, settings)
-    name = scene_dir.name
-    if reason is None:
-        record = read_record(scene_dir) or {}
-        log.info("%s: up to date, skipped", name)
-        return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
-                            outputs=output_paths(scene_dir, record))
-    log.info("%s: segmenting (%s)", name, reason)
-    from pipeline.run import SceneBusy
-
-    try:
-        result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds,
-                              read_ahead=read_ahead)
-    except SceneBusy as exc:  # another live run is writing it: leave it to that run, say so
-        log.warning("%s: skipped: %s", name, exc)
-        return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
-                            error=f"skipped: {exc}")
-    return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
-                        outputs=output_paths(result.scene_dir, result.record))
+    while True:  # again only when another run completed the scene after our look at it
+        seen = record_token(scene_dir)  # before the look: any completion after it changes the token
+        reason = stale_reason(input_path, scene_dir, model, settings)
+        if reason is None:
+            record = read_record(scene_dir) or {}
+            log.info("%s: up to date, skipped", name)
+            return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
+                                outputs=output_paths(scene_dir, record), qa_verdict=qa_verdict(record))
+        log.info("%s: segmenting (%s)", name, reason)
+        try:
+            result = segment_file(input_path, model, out_root, settings, progress=progress,
+                                  qa_thresholds=qa_thresholds, read_ahead=read_ahead, expect_record=seen)
+        except SceneChanged:
+            log.info("%s: completed by another run meanwhile; looking again", name)
+            continue
+        except SceneBusy as exc:  # another live run is writing it: leave it to that run, say so
+            log.warning("%s: skipped: %s", name, exc)
+            return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
+                                error=f"skipped: {exc}")
+        return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
+                            outputs=output_paths(result.scene_dir, result.record),
+                            qa_verdict=qa_verdict(result.record))
 
 
 def read_ahead_next(read_ahead: Any, input_path: str | Path, options: RunOptions) -> bool:
@@ -177,6 +186,10 @@ def read_ahead_next(read_ahead: Any, input_path: str | Path, options: RunOptions
     except Exception:  # noqa: BLE001 - see docstring
         log.debug("no read-ahead for %s", input_path, exc_info=True)
         return False
+
+
+def qa_verdict(record: dict[str, Any]) -> str | None:
+    return (record.get("qa") or {}).get("verdict")
 
 
 def output_paths(scene_dir: Path, record: dict[str, Any]) -> dict[str, str]:

@@ -10,13 +10,14 @@ import logging
 from typing import Any
 
 from prefect import task
+from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
 from pipeline.errors import is_out_of_memory, is_transient
 from pipeline.qa import QAThresholds
 
 from .config import RunOptions
-from .scenes import process_scene, retry_batch_on_oom
+from .scenes import QA_FAILED, process_scene, retry_batch_on_oom
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def segment_scene_task(name: str, input: str, model: str, out: str, options: dic
             _OOM_BATCH[input] = exc.retry_batch_size
         raise
     _OOM_BATCH.pop(input, None)
+    if outcome.get("qa_verdict") == "fail":  # complete, but QA says fail: the task says so too
+        return Completed(name=QA_FAILED, message=f"{name}: outputs complete, QA verdict fail", data=outcome)
     return outcome
 
 

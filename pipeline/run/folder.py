@@ -36,9 +36,29 @@ from ..readers import input_stem
 log = logging.getLogger(__name__)
 
 
-
 class SceneBusy(SegpipeError, BlockingIOError):
     """Another live run holds the scene's lock (it is being written right now)."""
+
+
+class SceneChanged(SceneBusy):
+    """Another run completed the scene between the caller's look at it and this run's lock.
+
+    The caller decided to redo the scene from what ``OUT/<name>/`` held then; that is no
+    longer what it holds, so the decision is the caller's to make again (usually: up to date).
+    """
+
+
+def record_token(scene_dir: str | Path) -> str:
+    """Which complete run ``scene_dir`` holds: its record's inode and change time ('' for none).
+
+    Every completed run swaps in a new folder with a new ``record.json``, so the token changes
+    whenever another run completes the scene.
+    """
+    try:
+        st = (Path(scene_dir) / RECORD_NAME).stat()
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}"
 
 
 def scene_dir_for(input_path: str | Path, out_root: str | Path) -> Path:
@@ -60,8 +80,12 @@ class SceneFolder:
     def for_input(cls, input_path: str | Path, out_root: str | Path) -> SceneFolder:
         return cls(out_root, input_stem(input_path))
 
-    def begin(self, wait_s: float = 0.0) -> Path:
-        """Lock the scene, clear what killed runs left, and make a fresh staging folder for this run."""
+    def begin(self, wait_s: float = 0.0, expect: str | None = None) -> Path:
+        """Lock the scene, clear what killed runs left, and make a fresh staging folder for this run.
+
+        ``expect``: the :func:`record_token` the caller saw when it decided to (re)do the scene;
+        if another run has completed it since, :class:`SceneChanged` (nothing is touched).
+        """
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             if not self._lock.acquire(wait_s):
@@ -69,6 +93,8 @@ class SceneFolder:
                                 "not touched by this one")
             try:
                 self._repair()
+                if expect is not None and record_token(self.final) != expect:
+                    raise SceneChanged(f"{self.final}: completed by another run meanwhile")
                 self.staging = self.state / "staging" / uuid.uuid4().hex[:8] / self.name
                 self.staging.mkdir(parents=True)
             except BaseException:

@@ -51,10 +51,11 @@ def bound_gdal_cache() -> None:
 def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Path,
                   options: RunOptions = RunOptions(), *, progress: ProgressFn | None = None,
                   observers: Sequence[Observer] = (), qa: bool = True,
-                  qa_thresholds: QAThresholds | None = None) -> SceneResult:
+                  qa_thresholds: QAThresholds | None = None, expect_record: str | None = None) -> SceneResult:
     """Segment one raster; write its outputs, QA report and (last) ``record.json`` under ``out_root/<name>/``.
 
-    ``observers`` see every finished band after the outputs got it (best effort, like QA).
+    ``observers`` see every finished band after the outputs got it (best effort, like QA);
+    ``expect_record``: as for :func:`pipeline.run.segment_file`.
     """
     input_path, out_root = Path(input_path), Path(out_root)
     bound_gdal_cache()
@@ -66,7 +67,7 @@ def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Pa
         _check_bands(info, model.spec)
         s = options.resolved(model.spec)
         folder = SceneFolder.for_input(input_path, out_root)
-        scene_dir = folder.begin()
+        scene_dir = folder.begin(expect=expect_record)
         try:
             hasher = Task(file_sha256, input_path, role="hash")
             outputs, timings, facts, image_qa = _run(info, model, s, scene_dir, progress, observers, qa)

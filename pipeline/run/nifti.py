@@ -47,7 +47,7 @@ from .record import completion_record
 def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | Path,
                    options: RunOptions = RunOptions(), *, progress: ProgressFn | None = None,
                    observers: Sequence[Observer] = (), qa: bool = True, qa_thresholds: QAThresholds | None = None,
-                   read_ahead: ReadAhead | None = None) -> SceneResult:
+                   read_ahead: ReadAhead | None = None, expect_record: str | None = None) -> SceneResult:
     """Segment a ``.nii``/``.nii.gz`` volume (or series); write its outputs, QA report(s) and ``record.json``.
 
     Args:
@@ -57,6 +57,7 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
         observers: see each finished slice plane as a ``Band`` (``plane`` = slice index), in order,
             after the outputs got it (best effort, like QA); with ``series="each"`` every volume's.
         read_ahead: the batch's read-ahead slot, which may hold this volume already decoding.
+        expect_record: as for :func:`pipeline.run.segment_file`.
 
     Raises:
         InputError: unusable file (corrupt, not NIfTI, 2D, a 4D series without a policy),
@@ -76,7 +77,7 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
         run.timings["read_s"] = time.perf_counter() - t
         folder = SceneFolder.for_input(input_path, out_root)
         try:
-            run.scene_dir = folder.begin()
+            run.scene_dir = folder.begin(expect=expect_record)
             hasher = Task(file_sha256, input_path, role="hash")
             run.execute(first, volumes)
             input_sha = hasher.result()

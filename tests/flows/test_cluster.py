@@ -62,7 +62,9 @@ def mid_scene(client, out: Path) -> tuple[str, str] | None:
     for addr, keys in client.processing().items():
         for key in keys:
             scene = str(key).split("-")[0]
-            if any((out / scene).glob(".*partial*")) and not (out / scene / "record.json").exists():
+            # a run writes into its staging folder (pipeline.run.folder), swapped in when complete
+            if any((out / ".segpipe" / "staging").glob(f"*/{scene}/.*partial*")) \
+                    and not (out / scene / "record.json").exists():
                 return addr, scene
     return None
 
@@ -213,7 +215,8 @@ def test_every_scene_done_and_identical_to_a_local_batch(night):
         assert rec["outputs"] == ref_rec["outputs"]
         for name in rec["outputs"].values():
             assert np.array_equal(read_mask(out / f"s{i:02d}" / name), read_mask(ref / f"s{i:02d}" / name)), name
-    assert not list(out.glob("*/.*partial*"))  # the killed scene's temporary files are gone
+    assert not list(out.glob("*/.*partial*"))  # the killed scene's temporary files are gone,
+    assert list((out / ".segpipe" / "staging").iterdir()) == []  # and so is its staging folder
 
 
 def test_the_killed_scene_was_redone_by_another_worker(night):

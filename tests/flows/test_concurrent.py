@@ -11,6 +11,7 @@ import numpy as np
 
 from flows.scenes import process_scene
 from pipeline.options import RunOptions
+from pipeline.run.folder import record_token
 from pipeline.run.record import read_record
 
 from .conftest import child_env, read_mask, segpipe_cmd
@@ -48,3 +49,29 @@ def test_two_batches_started_together_both_succeed_and_each_scene_is_made_once(p
             assert np.array_equal(read_mask(out / f"s{i}" / name), read_mask(ref / f"s{i}" / name))
     assert list((out / ".segpipe" / "staging").iterdir()) == []  # nothing left half-made
     assert (out / "run_report.html").is_file()
+
+
+def test_a_scene_completed_by_another_run_after_our_look_is_not_made_again(make_checkpoint, tmp_path, monkeypatch):
+    """The race the two batches above can hit: both look, one completes, the other must look again."""
+    import flows.scenes as scenes
+    from data.synthetic import write_scene
+
+    write_scene(tmp_path / "s.tif", 64, 80, bands=1, seed=3)
+    model, out = make_checkpoint(0), tmp_path / "out"
+    real, looks, made = scenes.stale_reason, [], []
+
+    def look_then_another_run_completes(*args):
+        reason = real(*args)
+        looks.append(reason)
+        if len(looks) == 1:  # between this run's look and its lock, another run makes the scene
+            monkeypatch.setattr(scenes, "stale_reason", real)
+            assert process_scene(tmp_path / "s.tif", model, out, RunOptions(workers=1)).status == "done"
+            made.append(record_token(out / "s"))
+            monkeypatch.setattr(scenes, "stale_reason", look_then_another_run_completes)
+        return reason
+
+    monkeypatch.setattr(scenes, "stale_reason", look_then_another_run_completes)
+    outcome = process_scene(tmp_path / "s.tif", model, out, RunOptions(workers=1))
+    assert looks == ["no complete record", None]  # looked again after the refused lock: up to date
+    assert outcome.status == "skipped" and outcome.error == ""
+    assert record_token(out / "s") == made[0] != ""  # the other run's folder, not made a second time

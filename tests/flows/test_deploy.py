@@ -17,10 +17,11 @@ def test_nightly_batch_deployment_never_overlaps_and_runs_at_2_local():
     assert (sched.schedule.cron, sched.schedule.timezone) == ("0 2 * * *", "Europe/Berlin")
     assert batch.concurrency_limit == 1
     assert batch.concurrency_options.collision_strategy.value == "CANCEL_NEW"
-    assert JobConfig.model_validate(batch.parameters["job"]) == job  # the job travels whole
+    # the job travels whole, with the schedule's zone for the run report's times (it named none)
+    assert JobConfig.model_validate(batch.parameters["job"]) == job.model_copy(update={"timezone": "Europe/Berlin"})
     assert batch.entrypoint == "flows.batch_flow.segment_batch"
     assert (batch.flow_name, batch.name) == ("segment-batch", "landcover")
-    assert batch.tags == ["segpipe"]
+    assert batch.tags == ["segpipe", "job:landcover"]  # the automation matches the first, the UI filters by the second
 
 
 @pytest.mark.parametrize("cron, tz, needle", [("0 2 * *", "Europe/Berlin", "5 fields"),

@@ -121,6 +121,12 @@ def test_cli_rebuilds_report(tmp_path, capsys):
 
     with pytest.raises(ConfigError, match="max_seam_scor"):
         args.func(args)
+    args = parser.parse_args(["report", str(run), "--timezone", "Asia/Tokyo", "--no-history-update"])
+    assert args.func(args) == 0
+    assert "JST (UTC+09:00)" in (run / "run_report.html").read_text()  # the times in the zone asked for
+    args = parser.parse_args(["report", str(run), "--timezone", "Mars/Olympus"])
+    with pytest.raises(ConfigError, match="--timezone 'Mars/Olympus': unknown zone; expected an IANA name"):
+        args.func(args)
 
 
 def _scenes_tbody(html: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.files import RECORD_NAME
 from pipeline.qa.run_report import write_run_report, write_scene_error
-from pipeline.run.folder import SceneBusy, SceneFolder
+from pipeline.run.folder import SceneBusy, SceneChanged, SceneFolder, record_token
 
 
 def _hold_lock(out, name):
@@ -49,6 +49,22 @@ def test_a_second_run_finds_the_scene_locked_and_a_killed_holder_leaves_no_stale
     mine = f.begin()  # the kernel released the dead run's lock: no stale lock
     assert not os.path.exists(staging)  # ... and its staging folder is cleaned, now that nobody owns it
     assert mine.name == "s1" and mine.is_dir()
+    f.abort()
+
+
+def test_a_run_that_looked_before_another_completed_the_scene_touches_nothing(tmp_path):
+    out = tmp_path / "out"
+    seen = record_token(out / "s")  # what this run saw when it decided to make the scene: nothing
+    assert seen == ""
+    other = SceneFolder(out, "s")  # meanwhile another run makes it, start to end
+    (other.begin() / RECORD_NAME).write_text("the other run")
+    other.commit()
+    with pytest.raises(SceneChanged, match=r"out/s: completed by another run meanwhile"):
+        SceneFolder(out, "s").begin(expect=seen)
+    assert (out / "s" / RECORD_NAME).read_text() == "the other run"
+    assert list((out / ".segpipe" / "staging").iterdir()) == []
+    f = SceneFolder(out, "s")  # the lock was released; a run that saw the new record may go on
+    assert f.begin(expect=record_token(out / "s")).name == "s"
     f.abort()
 
 
