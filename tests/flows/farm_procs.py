@@ -90,6 +90,16 @@ class Procs:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+def batch_message(out: Path, counts: str) -> str:
+    """The batch state's message a run over ``out`` must end with: the run report's own banner
+    sentence (its verdicts, read back from ``run_summary.json``), then the counts."""
+    from pipeline.qa.html_run import verdict_line
+    from pipeline.qa.run_report import load_run_summary
+
+    verdicts, _ = verdict_line(load_run_summary(out / "run_summary.json"))
+    return f"{verdicts} ({counts})"
+
+
 def farm_env(api_url: str, home: Path, **extra: str) -> dict[str, str]:
     """A child's environment: our server, our PREFECT_HOME, and none of segpipe's Prefect settings
     (the heartbeat must come from the deployment, as it would on a machine set up by hand)."""

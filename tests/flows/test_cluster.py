@@ -30,7 +30,7 @@ import pytest
 from flows.env import HEARTBEAT_S, ZOMBIE_AFTER_S
 
 from .conftest import read_mask
-from .farm_procs import Procs, farm_env, prefect, segpipe, wait_for
+from .farm_procs import Procs, batch_message, farm_env, prefect, segpipe, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -188,6 +188,8 @@ def _collect(facts, run_a, run_b) -> None:
     from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId,
                                                 LogFilter, LogFilterFlowRunId)
 
+    from flows.report import artifact_key
+
     with get_client(sync_client=True) as client:
         facts["a"], facts["b"] = client.read_flow_run(run_a), client.read_flow_run(run_b)
         facts["a_states"] = [s.type.value for s in client.read_flow_run_states(run_a)]
@@ -195,7 +197,7 @@ def _collect(facts, run_a, run_b) -> None:
         facts["run_b"] = run_b
         facts["a_tasks"] = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_a])))
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
-            any_=["segpipe-run-summary-out-a"])))
+            any_=[artifact_key("run-summary", facts["root"] / "out-a")])))
         rows = json.loads(arts[0].data) if arts and isinstance(arts[0].data, str) else (arts[0].data if arts else [])
         facts["summary_rows"] = {r["scene"]: r for r in rows}
         facts["deployments"] = {d.name: d for d in client.read_deployments()}
@@ -206,7 +208,8 @@ def _collect(facts, run_a, run_b) -> None:
 def test_every_scene_done_and_identical_to_a_local_batch(night):
     out, ref = night["root"] / "out-a", night["root"] / "ref"
     assert night["a"].state.is_completed(), night["a"].state.message
-    assert night["a"].state.message == f"{N_SCENES} done, 0 skipped, 0 failed of {N_SCENES}"
+    message = batch_message(out, f"{N_SCENES} done, 0 skipped, 0 failed of {N_SCENES}")
+    assert night["a"].state.message == message and message.startswith(f"{N_SCENES} QA ")
     rows = night["summary_rows"]
     assert sorted(rows) == [f"s{i:02d}" for i in range(N_SCENES)]
     assert {r["status"] for r in rows.values()} == {"done"}
@@ -289,8 +292,8 @@ def test_a_dead_orchestrator_is_recovered_by_re_triggering(night):
     rows = {r["scene"]: r["status"] for r in summary["rows"]}
     assert sorted(rows) == [f"b{i}" for i in range(N_B)]
     assert {s for s, status in rows.items() if status == "skipped"} == set(done_before)
-    assert night["b2"].state.message == (f"{N_B - len(done_before)} done, {len(done_before)} skipped, "
-                                         f"0 failed of {N_B}")
+    assert night["b2"].state.message == batch_message(night["root"] / "out-b", (
+        f"{N_B - len(done_before)} done, {len(done_before)} skipped, 0 failed of {N_B}"))
 
 
 def test_every_process_the_test_started_is_stopped(night):

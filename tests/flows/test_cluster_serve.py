@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from .farm_procs import Procs, farm_env, segpipe, wait_for
+from .farm_procs import Procs, batch_message, farm_env, segpipe, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -55,7 +55,7 @@ def test_serve_limit_1_runs_a_farm_job_to_the_end(make_checkpoint, tmp_path):
         alive = procs.stop_all()
         server.stop()
     assert state.is_completed(), f"{state.name}: {state.message}\n{procs.log('serve')[-3000:]}"
-    assert state.message == "3 done, 0 skipped, 0 failed of 3"
+    assert state.message == batch_message(tmp_path / "out", "3 done, 0 skipped, 0 failed of 3")
     assert "Unexpected result" not in procs.log("serve")
     assert alive == []
 
@@ -93,4 +93,5 @@ def test_batch_on_a_local_cluster_one_command(prefect_server, make_checkpoint, t
     rows = json.loads((tmp_path / "out" / "run_summary.json").read_text())["rows"]
     assert sorted(r["scene"] for r in rows) == ["s0", "s1"]
     summary = state.result()
-    assert summary == {"done": 2, "skipped": 0, "failed": 0, "total": 2}
+    verdicts = batch_message(tmp_path / "out", "").removesuffix(" ()")
+    assert summary == {"done": 2, "skipped": 0, "failed": 0, "total": 2, "qa_fail": 0, "verdicts": verdicts}

@@ -84,9 +84,12 @@ def test_out_of_memory_on_a_worker_carries_the_halved_batch_back(monkeypatch, tm
 def test_scene_logs_carry_the_run_ids(monkeypatch):
     seen = []
 
-    class Capture(logging.Handler):
+    class Capture(logging.Handler):  # Prefect's API handler, which sends what it holds on flush
         def emit(self, record):
             seen.append((record.getMessage(), getattr(record, "task_run_id", None)))
+
+        def flush(self):
+            seen.append(("flushed", None))
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     handler = farm._SceneLogs(Capture())
@@ -99,6 +102,8 @@ def test_scene_logs_carry_the_run_ids(monkeypatch):
         for name in ("pipeline", "models", "flows"):
             logging.getLogger(name).removeHandler(handler)
     assert ("tiles done", "t1") in seen and ("after the scene", "t1") not in seen
+    # sent before the scene's outcome returns (a worker SIGKILLed later must not lose them)
+    assert seen.index(("flushed", None)) == seen.index(("tiles done", "t1")) + 1
 
 
 def test_a_scene_out_of_memory_on_the_cluster_is_retried_with_half_the_batch(prefect_server, monkeypatch):
