@@ -1,10 +1,11 @@
 """Pieces both benchmarks share: options, the model under test, warm-up, the model-only timing,
-and the end-to-end child process with its repeats."""
+and the end-to-end child process with its repeats at each precision."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,7 +27,13 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--overlap", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's for the device")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeat", type=int, default=1, help="end-to-end + model-only pairs (each measured)")
+    ap.add_argument("--precision", nargs="+", choices=["auto", "fp32", "bf16", "fp16"], default=["fp32", "auto"],
+                    help="precisions measured side by side (default: fp32 auto)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch.set_num_threads in every process (default: torch's, one per physical core)")
+    ap.add_argument("--no-monai", action="store_true", help="skip MONAI's sliding_window_inference reference")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds; each measures every precision end to end, model-only and MONAI back to back")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -37,26 +44,48 @@ def child_command(script: str, args, options: Sequence[str], *extra: str) -> lis
     cmd = [sys.executable, script, "--child", *extra]
     for k in options:
         cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     return cmd
 
 
-def measure_pairs(cmd: list[str], repeat: int,
-                  model_only: Callable[[dict], float]) -> tuple[list[tuple[float, float]], float, dict]:
-    """``repeat`` end-to-end child runs, each followed by the model-only timing of the same work.
+def set_threads(args) -> None:
+    """``--threads N``: torch's intra-op threads for this process (the engine leaves torch's default)."""
+    if args.threads:
+        import torch
 
-    Returns the (end-to-end s, model-only s) pairs, the highest peak RSS and the last child's
-    result. The child prints one ``RESULT {json}`` line; a failed child ends the benchmark.
+        torch.set_num_threads(args.threads)
+
+
+def run_child(cmd: list[str]) -> dict:
+    """One end-to-end child run; it prints one ``RESULT {json}`` line. A failed child ends the benchmark."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
+    return json.loads(line[0][7:])
+
+
+def measure_rounds(repeat: int, precisions: Sequence[str], child: Callable[[str], list[str]],
+                   model_only: Callable[[str, dict], float],
+                   monai: Callable[[str], float] | None) -> list[dict[str, dict]]:
+    """``repeat`` rounds; in each, every precision end to end (child process), model-only and MONAI.
+
+    The measurements of one round are seconds apart, so the in-round ratios (end-to-end /
+    model-only, bf16 / fp32) see the same machine; a noisy machine shows up as spread
+    between rounds. Returns per round ``{precision: {e2e_s, model_s, monai_s, load, result}}``.
     """
-    runs, peak, e2e = [], 0.0, {}
+    rounds = []
     for _ in range(repeat):
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not line:
-            sys.exit(f"end-to-end run failed:\n{proc.stderr[-4000:]}")
-        e2e = json.loads(line[0][7:])
-        runs.append((e2e["seconds"], model_only(e2e)))
-        peak = max(peak, e2e["peak_rss_mb"])
-    return runs, peak, e2e
+        one = {}
+        for p in precisions:
+            load = os.getloadavg()[0]
+            e2e = run_child(child(p))
+            mo = model_only(p, e2e)
+            mon = monai(p) if monai is not None else None
+            one[p] = dict(e2e_s=e2e["seconds"], model_s=mo, monai_s=mon, load=load, result=e2e)
+        rounds.append(one)
+    return rounds
 
 
 def resolve_batch(args) -> None:
@@ -80,7 +109,7 @@ def make_model(kind: str, encoder: str, channels: int, classes: int):
     return build_model(encoder=encoder, in_channels=channels, out_channels=classes).eval()
 
 
-def warm_up(handle, device: str, batch: int, channels: int, tile: tuple[int, int]) -> None:
+def warm_up(handle, device: str, batch: int, channels: int, tile: tuple[int, int], precision: str = "auto") -> None:
     """Run the model once first, as a long-running worker already has.
 
     On a GPU this starts the CUDA context and picks kernels; on the CPU the first call
@@ -92,19 +121,20 @@ def warm_up(handle, device: str, batch: int, channels: int, tile: tuple[int, int
     from pipeline.engine import Predictor, resolve_device
 
     dev = resolve_device(device)
-    Predictor(handle.module, handle.spec, dev)(torch.rand(batch, channels, *tile, device=dev))
+    Predictor(handle.module, handle.spec, dev, precision)(torch.rand(batch, channels, *tile, device=dev))
     if dev.type == "cuda":
         torch.cuda.synchronize()
 
 
-def model_only_seconds(handle, device: str, batch: int, channels: int, tile: tuple[int, int], tiles: int) -> float:
+def model_only_seconds(handle, device: str, batch: int, channels: int, tile: tuple[int, int], tiles: int,
+                       precision: str = "auto") -> float:
     """Seconds the predictor alone needs for ``tiles`` tiles of ``tile`` (h, w), from tensors on the device."""
     import torch
 
     from pipeline.engine import Predictor, resolve_device
 
     dev = resolve_device(device)
-    pred = Predictor(handle.module, handle.spec, dev)
+    pred = Predictor(handle.module, handle.spec, dev, precision)
     x = torch.rand(batch, channels, *tile, device=dev)
     for _ in range(2):
         pred(x)
@@ -127,25 +157,3 @@ def engine_tile(height: int, width: int, tile: int, overlap: int) -> tuple[int, 
 
     g = TileGrid.build(height, width, tile, overlap)
     return g.tile_h, g.tile_w
-
-
-def print_rates(unit: str, amount: float, runs: list[tuple[float, float]], peak_rss_mb: float) -> None:
-    """Rates and ratio of each repeat (end-to-end and model-only back to back), then the median ratio.
-
-    ``amount`` is what one run processes in ``unit`` (Mpix, slices); ``runs`` holds
-    (end-to-end seconds, model-only seconds) pairs. Each ratio comes from two measurements
-    taken seconds apart, so a noisy machine shows up as spread between repeats rather than
-    as one lucky or unlucky figure.
-    """
-    ratios = []
-    for i, (e2e, mo) in enumerate(runs, 1):
-        tag = f" [{i}/{len(runs)}]" if len(runs) > 1 else ""
-        ratios.append(mo / e2e)
-        print(f"model-only  {amount / mo:8.2f} {unit}/s  ({mo:.1f} s){tag}")
-        print(f"end-to-end  {amount / e2e:8.2f} {unit}/s  ({e2e:.1f} s){tag}")
-        print(f"ratio       {mo / e2e:8.3f}{tag}")
-    if len(runs) > 1:
-        ratios.sort()
-        print(f"ratio       {ratios[len(ratios) // 2]:8.3f} median of {len(runs)} "
-              f"(min {ratios[0]:.3f}, max {ratios[-1]:.3f})")
-    print(f"peak RSS    {peak_rss_mb:8.0f} MiB (end-to-end process)")

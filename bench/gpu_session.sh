@@ -8,7 +8,7 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d .whl segmentation-models-pytorch==0.6.0 rasterio==1.4.4 rio-cogeo morecantile pyproj nibabel \
 #     pydantic pydantic-core annotated-types typing-inspection affine cligj click-plugins \
-#     albumentations albucore simsimd stringzilla
+#     albumentations albucore simsimd stringzilla monai
 # then run, with the device tool, carrying .whl:   bash bench/gpu_session.sh
 # Figures go to bench/RESULTS.md (GPU section), with the commit measured.
 set -u
@@ -25,8 +25,10 @@ echo "== GPU tests"
 python3 -m pytest -q -p no:cacheprovider -m gpu tests/pipeline tests/models/train/test_train_gpu.py
 
 work=$(mktemp -d)
+# Each benchmark prints fp32 and auto (bf16) side by side, end to end, model-only and MONAI
+# (monai's wheel travels in .whl too); the QA-on scene run skips MONAI, measured just before.
 echo "== scene 20000 x 20000 x 4 uint16, resnet34, no QA / QA"
 python3 bench/bench_scene.py --size 20000 --device cuda --no-qa --workdir "$work"
-python3 bench/bench_scene.py --size 20000 --device cuda --workdir "$work"
+python3 bench/bench_scene.py --size 20000 --device cuda --precision auto --no-monai --workdir "$work"
 echo "== volume 512 x 512 x 400 int16, resnet34, context 3 and 5"
 python3 bench/bench_volume.py --device cuda --workdir "$work"

@@ -45,8 +45,8 @@ VOLUME_SHAPE = (96, 96, 40)
 VOLUME_SETS = (("train", range(100, 104)), ("val", range(200, 201)), ("test", range(300, 301)))
 DEMO_VOLUMES = ((1000, "LPS"),)
 
-# Measured on 2 idle CPU cores: scene model 46 s, volume model 27 s; IoU >= 0.95 on every class
-# of fresh held-out data (docs/training.md).
+# IoU >= 0.95 on every class of fresh held-out data, trained in fp32 or (precision auto on a CPU
+# with native bf16) in bf16; times and scores in docs/training.md and bench/RESULTS.md.
 SCENE_TRAINING = dict(encoder="resnet18", encoder_depth=4, tile=128, infer_tile=256, overlap=32, batch_size=8,
                       steps_per_epoch=50, epochs=2, lr=2e-3, warmup_steps=8, patience=2, seed=0)
 # CT values are calibrated (HU): no brightness/contrast or noise augmentation, which at the

@@ -1,13 +1,13 @@
 """The batch flow: every scene of a job, each isolated, then one summary.
 
-Two ways to spread the scenes:
+Two ways to spread the scenes, one Prefect task run per scene either way:
 
-* local (default): scenes run one after another as tasks in this flow run's process,
-  with the model loaded once. This is what ``segpipe batch`` does, without a server.
-* fan-out (``fan_out: true``): each scene becomes a flow run of the per-scene deployment
-  (``run_deployment(..., timeout=0)``); workers on every GPU machine take them, and this
-  flow waits for all of them. Outputs go to shared storage, so the summary reads the
-  scenes' records from there.
+* here (default): scenes run one after another in this flow run's process, with the model
+  loaded once. This is what ``segpipe batch`` does, without a server or a cluster.
+* on a cluster (``cluster: tcp://head:8786``, or ``local`` for a temporary one on this
+  machine): every scene's task is submitted at once; each hands its scene to the Dask
+  scheduler (``flows.farm``) and waits, while warm workers, one per GPU, take scenes as
+  they free up. Outputs go to shared storage; each outcome comes back from the worker.
 
 Either way a failed scene never stops the others; the batch ends Failed, after all
 scenes, listing each failed scene and why on one line.
@@ -17,28 +17,33 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.readers.nifti import ReadAhead
-from pipeline.run.record import read_record
 
 from .config import JobConfig
+from .deploy import TAG
 from .env import attach_engine_logs
 from .inputs import ScenePlan, plan_batch
+from .preflight import preflight
 from .report import artifact_key, publish_run_report
-from .scenes import SceneOutcome, one_line, output_paths, read_ahead_next
+from .scenes import QA_FAILED, SceneOutcome, one_line, read_ahead_next
 from .tasks import segment_scene_task
 
 log = logging.getLogger(__name__)
 
 BATCH_FLOW_NAME = "segment-batch"
 SCENES_FAILED = "scene(s) failed"  # in the Failed state's message; the CLI's exit code 3 keys on it
+# Scene tasks waiting on the cluster at once: each only waits on its Dask future, so this
+# bounds the farm's size (scenes running at once), not this process's load.
+MAX_SCENES_IN_FLIGHT = 512
 
 # Callbacks told (done, total, outcome) after every scene; the CLI draws its progress bar
 # from them. Process-local on purpose: never a flow parameter.
@@ -70,29 +75,71 @@ class _Progress:
         self.done += 1
         update_progress_artifact(self.artifact_id, 100.0 * self.done / max(self.total, 1))
         get_run_logger().info("[%d/%d] %s: %s%s", self.done, self.total, outcome.name, outcome.status,
-                              f" ({outcome.error})" if outcome.error else f" in {outcome.duration_s:.1f} s")
+                              f" ({outcome.error})" if outcome.error else f" in {outcome.duration_s:.1f} s"
+                              + (f" on {outcome.worker}" if outcome.worker else ""))
         for cb in list(_LISTENERS):
             cb(self.done, self.total, outcome)
 
 
-@flow(name=BATCH_FLOW_NAME, persist_result=False, validate_parameters=True)
+def run_name() -> str:
+    """``<job>-<date>``, the date in the job's time zone: the UI tells jobs and nights apart."""
+    from prefect.runtime import flow_run
+
+    job = flow_run.parameters.get("job")
+    job = job if isinstance(job, JobConfig) else JobConfig.model_validate(job) if job else None
+    if job is None:
+        return f"segpipe-{datetime.now():%Y-%m-%d}"
+    return f"{job_slug(job)}-{datetime.now(zone(job.timezone)):%Y-%m-%d}"
+
+
+def job_slug(job: JobConfig) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", job.job_name).strip("-") or "segpipe"
+
+
+def zone(name: str | None) -> Any:
+    """The IANA zone ``name``; None: this machine's."""
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name) if name else datetime.now().astimezone().tzinfo
+
+
+def job_tags(job: JobConfig) -> list[str]:
+    """Tags of a job's runs: segpipe's own (the zombie automation matches it) and the job's."""
+    return [TAG, f"job:{job_slug(job)}"]
+
+
+@flow(name=BATCH_FLOW_NAME, flow_run_name=run_name, persist_result=False, validate_parameters=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=MAX_SCENES_IN_FLIGHT))
 def segment_batch(job: JobConfig) -> Any:
     """Segment every input of ``job`` into ``job.out``; finished, unchanged scenes are skipped."""
     attach_engine_logs()
     logger = get_run_logger()
     plans = plan_batch(job)  # a bad job (missing input, name clash) fails here, before any work
+    preflight(job.model, job.out, plans, here=not job.cluster)  # and what would fail every scene
     started = datetime.now(timezone.utc)
-    logger.info("%d scene(s) -> %s (%s)", len(plans), job.out, "fan-out" if job.fan_out else "this process")
+    logger.info("%d scene(s) -> %s (%s)", len(plans), job.out,
+                f"cluster {job.cluster}" if job.cluster else "this process")
     progress = _Progress(len(plans), job.out)
-    run = _run_fanned_out if job.fan_out else _run_here
-    outcomes = run(plans, job, progress, started)
-    c = publish_run_report(job.out, outcomes, run_id=_run_id(started), job=job.job_name, thresholds=job.qa)
+    outcomes = (_run_on_cluster if job.cluster else _run_here)(plans, job, progress)
+    c = publish_run_report(job.out, outcomes, run_id=_run_id(started), job=job.job_name, thresholds=job.qa,
+                           tz=job.timezone)
+    return final_state(outcomes, c, job.qa_fail_exit)
+
+
+def final_state(outcomes: list[SceneOutcome], c: dict[str, Any], qa_fail_loud: bool = True) -> Any:
+    """The batch's state, in the run report's words: Failed when a scene failed; 'QA failed'
+    (Completed by type) when every output is complete but a QA verdict is fail; else Completed."""
     failed = [o for o in outcomes if o.status == "failed"]
     text = f"{c['done']} done, {c['skipped']} skipped, {c['failed']} failed of {c['total']}"
+    said = f"{c['verdicts']} ({text})" if c.get("verdicts") else text
     if failed:
         lines = "\n".join(f"  {o.name}: {o.error}" for o in failed)
-        return Failed(message=f"{len(failed)} of {len(outcomes)} {SCENES_FAILED} ({text}):\n{lines}", data=c)
-    return Completed(message=text, data=c)
+        # No data: a runner resolves a Failed state's data into an exception (a dict cannot be one).
+        return Failed(message=f"{len(failed)} of {len(outcomes)} {SCENES_FAILED}: {said}:\n{lines}")
+    if c.get("qa_fail") and qa_fail_loud:
+        lines = "\n".join(f"  {o.name}: QA fail" for o in outcomes if o.qa_verdict == "fail")
+        return Completed(name=QA_FAILED, message=f"{said}:\n{lines}", data=c)
+    return Completed(message=said, data=c)
 
 
 def _run_id(started: datetime) -> str:
@@ -102,22 +149,25 @@ def _run_id(started: datetime) -> str:
     return f"{started:%Y%m%dT%H%M%SZ}-{str(flow_run.get_id() or 'adhoc')[:8]}"
 
 
-def _run_here(plans: list[ScenePlan], job: JobConfig, progress: _Progress, started: datetime) -> list[SceneOutcome]:
+def _run_here(plans: list[ScenePlan], job: JobConfig, progress: _Progress) -> list[SceneOutcome]:
     outcomes = []
     ahead = ReadAhead()  # a GPU run decodes the next volume while this one is segmented
     try:
         for i, p in enumerate(plans):
             if i + 1 < len(plans):
                 read_ahead_next(ahead, plans[i + 1].input, plans[i + 1].options)
-            state = segment_scene_task(name=p.name, input=str(p.input), model=job.model, out=job.out,
-                                       options=p.options.model_dump(), qa=job.qa.model_dump(mode="json"),
-                                       read_ahead=ahead, return_state=True)
+            state = segment_scene_task(read_ahead=ahead, return_state=True, **_scene_args(p, job))
             outcome = _outcome_from_task(p, state)
             outcomes.append(outcome)
             progress.scene_finished(outcome)
     finally:
         ahead.close()
     return outcomes
+
+
+def _scene_args(p: ScenePlan, job: JobConfig) -> dict[str, Any]:
+    return dict(name=p.name, input=str(p.input), model=job.model, out=job.out, options=p.options.model_dump(),
+                qa=job.qa.model_dump(mode="json"))
 
 
 def _outcome_from_task(p: ScenePlan, state: Any) -> SceneOutcome:
@@ -127,67 +177,30 @@ def _outcome_from_task(p: ScenePlan, state: Any) -> SceneOutcome:
         return SceneOutcome(p.name, str(p.input), str(p.scene_dir), "failed", error=one_line(exc))
 
 
-# -- fan-out -------------------------------------------------------------------------------
-def _run_fanned_out(plans: list[ScenePlan], job: JobConfig, progress: _Progress,
-                    started: datetime) -> list[SceneOutcome]:
-    from prefect.deployments import run_deployment
-    from prefect.runtime import flow_run
-
-    parent = flow_run.get_id() or "adhoc"
-    runs = {}
-    for p in plans:
-        fr = run_deployment(
-            job.scene_deployment, timeout=0, as_subflow=True, flow_run_name=p.name,
-            parameters=dict(name=p.name, input=str(p.input), model=job.model, out=job.out,
-                            options=p.options.model_dump(), qa=job.qa.model_dump(mode="json")),
-            # A retried batch run re-attaches to the runs it already created instead of duplicating them.
-            idempotency_key=f"{parent}-{p.name}",
-        )
-        runs[fr.id] = p
-    get_run_logger().info("created %d scene flow run(s) of %s; waiting for workers", len(runs),
-                          job.scene_deployment)
-    finished = _wait(runs, job, progress, started)
-    return [finished[fid] for fid in runs]
+def _outcome_from_future(p: ScenePlan, future: Any) -> SceneOutcome:
+    try:
+        return SceneOutcome(**future.result())
+    except BaseException as exc:  # noqa: BLE001 - a failed scene is reported, never raised
+        return SceneOutcome(p.name, str(p.input), str(p.scene_dir), "failed", error=one_line(exc))
 
 
-def _wait(runs: dict[Any, ScenePlan], job: JobConfig, progress: _Progress,
-          started: datetime) -> dict[Any, SceneOutcome]:
-    from prefect.client.orchestration import get_client
+def _run_on_cluster(plans: list[ScenePlan], job: JobConfig, progress: _Progress) -> list[SceneOutcome]:
+    """Every scene's task at once; outcomes in plan order, progress in completion order."""
+    from prefect.futures import as_completed
 
-    deadline = time.monotonic() + job.max_wait_h * 3600
-    done: dict[Any, SceneOutcome] = {}
-    with get_client(sync_client=True) as client:
-        while len(done) < len(runs):
-            for fid, p in runs.items():
-                if fid in done:
-                    continue
-                fr = client.read_flow_run(fid)
-                if fr.state is not None and fr.state.is_final():
-                    done[fid] = _outcome_from_run(p, fr, started)
-                    progress.scene_finished(done[fid])
-            if len(done) < len(runs):
-                if time.monotonic() > deadline:
-                    for fid, p in runs.items():
-                        done.setdefault(fid, SceneOutcome(p.name, str(p.input), str(p.scene_dir), "failed",
-                                                          error=f"not finished after {job.max_wait_h} h"))
-                    break
-                time.sleep(job.poll_s)
-    return done
+    from .farm import connected
 
-
-def _outcome_from_run(p: ScenePlan, fr: Any, started: datetime) -> SceneOutcome:
-    """A finished scene flow run as an outcome; the record (shared storage) says done or skipped."""
-    state = fr.state
-    duration = float(fr.total_run_time.total_seconds()) if fr.total_run_time else 0.0
-    if not state.is_completed():
-        msg = " ".join((state.message or state.name).split())
-        return SceneOutcome(p.name, str(p.input), str(p.scene_dir), "failed", duration,
-                            error=f"{state.name}: {msg}"[:400])
-    record = read_record(p.scene_dir)
-    if record is None:
-        return SceneOutcome(p.name, str(p.input), str(p.scene_dir), "failed", duration,
-                            error=f"flow run completed but {p.scene_dir} has no record (is the output shared?)")
-    finished = datetime.fromisoformat(record.get("finished") or started.isoformat())
-    status = "done" if finished >= started else "skipped"
-    outs = output_paths(p.scene_dir, record)
-    return SceneOutcome(p.name, str(p.input), str(p.scene_dir), status, duration, outputs=outs)
+    with connected(job.cluster) as client:
+        get_run_logger().info("%d scene(s) to the cluster at %s (%d worker(s) now)", len(plans),
+                              job.cluster, len(client.nthreads()))
+        futures = {segment_scene_task.submit(cluster=job.cluster, **_scene_args(p, job)): p for p in plans}
+        done: dict[str, SceneOutcome] = {}
+        try:
+            for fut in as_completed(list(futures), timeout=job.max_wait_h * 3600):
+                p = futures[fut]
+                done[p.name] = _outcome_from_future(p, fut)
+                progress.scene_finished(done[p.name])
+        except TimeoutError:
+            get_run_logger().error("scenes still unfinished after %s h; the batch stops waiting", job.max_wait_h)
+    return [done.get(p.name) or SceneOutcome(p.name, str(p.input), str(p.scene_dir), "failed",
+                                             error=f"not finished after {job.max_wait_h} h") for p in plans]

@@ -3,19 +3,22 @@
 Runs Prefect's batch flow without any server to set up (Prefect starts a temporary one
 for the run). Finished, unchanged scenes are skipped; a failed scene does not stop the
 others. Exit code 0 when every scene is done or skipped, 3 when some failed (listed),
-2 for a bad job (nothing was run).
+4 when every output is complete but some QA verdict is fail, 2 for a bad job (nothing
+was run).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .cli_run import add_run_options
 
 EXIT_SCENES_FAILED = 3
+EXIT_QA_FAILED = 4
 
 
 def add_job_options(p: argparse.ArgumentParser) -> None:
@@ -26,6 +29,9 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="job file (YAML or JSON) with any of these options")
     p.add_argument("--manifest", type=Path, help="one path per line, or CSV with a path column + option columns")
     p.add_argument("--glob", help="pattern for files of folder inputs (default: rasters and volumes)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run scenes on the warm workers of this Dask scheduler (tcp://head:8786), or 'local': "
+                        "a temporary cluster on this machine, one worker per GPU (default: this process)")
     add_run_options(p, required=False)  # absent flags are None: they do not override the job file
 
 
@@ -43,11 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "batch", help="segment many inputs with the Prefect batch flow (no server needed)",
         description=__doc__.split("\n\n")[1].replace("\n", " "),
-        epilog="Exit codes: 0 all scenes done or skipped, 2 bad job, 3 some scenes failed.")
+        epilog="Exit codes: 0 all scenes done or skipped, 2 bad job, 3 some scenes failed, 4 every output "
+               "complete but some QA verdict fail (qa_fail_exit: false in the job turns it into 0).")
     add_job_options(p)
-    p.add_argument("--fan-out", action="store_true", default=None,
-                   help="run scenes as flow runs of the per-scene deployment (needs a server and workers)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_batch)
 
 
@@ -58,36 +62,26 @@ def _batch(args: argparse.Namespace) -> int:
     set_prefect_env()  # before prefect is imported
     job = job_from_args(args)
     plans = plan_batch(job)  # a bad job fails here, in one line, before Prefect starts
-    from .batch_flow import SCENES_FAILED, progress_listener, segment_batch
+    from .preflight import preflight
 
-    bar = _ScenesBar(len(plans), disable=args.quiet)
-    try:
-        with progress_listener(bar.update):
-            state = segment_batch(job, return_state=True)
-    finally:
-        bar.close()
-    print(f"segpipe batch: {state.name}: {state.message or ''}".rstrip(), file=sys.stderr)
+    preflight(job.model, job.out, plans, here=not job.cluster)  # ... and what would fail every scene
+    from prefect import tags
+
+    from .batch_flow import SCENES_FAILED, job_tags, progress_listener, segment_batch
+
+    from .progress import Bar
+    from .summary import batch_lines
+
+    since = datetime.now(timezone.utc)
+    with Bar("scene", disable=args.quiet, leave=True) as bar:
+        bar.update(0, len(plans))
+        with progress_listener(lambda done, total, o: bar.update(done, total, f"{o.name}: {o.status}")):
+            with tags(*job_tags(job)):  # what the UI filters a job's runs by
+                state = segment_batch(job, return_state=True)
+    for line in batch_lines(state.name, state.message, Path(job.out), since):
+        print(line, file=sys.stderr)
     if state.is_completed():
-        return 0
+        from .scenes import QA_FAILED
+
+        return EXIT_QA_FAILED if state.name == QA_FAILED else 0
     return EXIT_SCENES_FAILED if SCENES_FAILED in (state.message or "") else 1
-
-
-class _ScenesBar:
-    """tqdm bar over scenes (terminal only; logs carry the same news otherwise)."""
-
-    def __init__(self, total: int, disable: bool) -> None:
-        self.bar = None
-        if not disable and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="scene", dynamic_ncols=True)
-
-    def update(self, done: int, total: int, outcome: Any) -> None:
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.n = done
-            self.bar.set_postfix_str(f"{outcome.name}: {outcome.status}", refresh=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -1,9 +1,11 @@
-"""``segpipe serve`` and ``segpipe deploy``: run a batch job every night.
+"""``segpipe serve``, ``deploy``, ``scheduler`` and ``worker``: nightly jobs and the farm.
 
 ``serve`` needs nothing but this machine: it starts a Prefect server on 127.0.0.1
-(SQLite) unless PREFECT_API_URL names one, and serves the batch deployment until
-stopped. ``deploy`` registers the deployments on a process work pool of a running
-server; workers on the GPU machines run them.
+(SQLite) unless PREFECT_API_URL names one, and serves the job's batch deployment until
+stopped. ``deploy`` registers a job's deployment on a process work pool of a running
+server (an orchestrator worker runs it). ``scheduler`` and ``worker`` are the Dask farm
+the batch sends scenes to when the job names a ``cluster``: one scheduler, and on every
+machine one warm worker process per GPU.
 """
 
 from __future__ import annotations
@@ -24,26 +26,44 @@ def _schedule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-schedule", action="store_true", help="no schedule: runs only when triggered")
 
 
+def _description() -> str:
+    return __doc__.split("\n\n")[1].replace("\n", " ")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from .deploy import DEFAULT_POOL
+    from .farm_workers import DEFAULT_PORT
 
-    s = sub.add_parser("serve", help="serve the batch job nightly from this machine (local Prefect server)",
-                       description=__doc__.split("\n\n")[1].replace("\n", " "))
+    s = sub.add_parser("serve", help="serve a batch job nightly from this machine (local Prefect server)",
+                       description=_description())
     add_job_options(s)
     _schedule_options(s)
     s.add_argument("--port", type=int, default=4200, help="port of the local server and UI (default 4200)")
-    s.add_argument("--limit", type=int, default=2,
-                   help="flow runs at once in this process (batch + its scenes when fanned out; default 2)")
+    s.add_argument("--limit", type=int, default=1,
+                   help="batch runs at once in this process (default 1; scenes never take a slot)")
     s.set_defaults(func=_serve)
 
-    d = sub.add_parser("deploy", help="register the batch job on a process work pool (GPU workers run it)",
-                       description=__doc__.split("\n\n")[1].replace("\n", " "))
+    d = sub.add_parser("deploy", help="register a batch job on a process work pool (an orchestrator worker runs it)",
+                       description=_description())
     add_job_options(d)
     _schedule_options(d)
     d.add_argument("--pool", default=DEFAULT_POOL, help=f"process work pool (created if missing; default {DEFAULT_POOL})")
-    d.add_argument("--no-fan-out", action="store_true",
-                   help="the batch runs all scenes on one worker instead of fanning out per scene")
     d.set_defaults(func=_deploy)
+
+    c = sub.add_parser("scheduler", help="run the farm's Dask scheduler (workers and batches connect to it)",
+                       description=_description())
+    c.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    c.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    c.set_defaults(func=_scheduler)
+
+    w = sub.add_parser("worker", help="run this machine's warm workers: one process per GPU, model kept",
+                       description=_description())
+    w.add_argument("scheduler", help="the farm's scheduler, e.g. tcp://head:8786")
+    w.add_argument("--gpus", default="all",
+                   help="'all' (default: every visible GPU, or one CPU worker without), 'none', or ids: 0,1")
+    w.add_argument("--scenes-per-gpu", type=int, default=1, help="scenes at once on each GPU (default 1)")
+    w.add_argument("--name", help="worker name prefix (default: the host name)")
+    w.set_defaults(func=_worker)
 
 
 def _schedule(args: argparse.Namespace):
@@ -94,7 +114,20 @@ def _deploy(args: argparse.Namespace) -> int:
         raise ConfigError("segpipe deploy needs a Prefect server: set PREFECT_API_URL "
                           "(e.g. http://gpu-head:4200/api); for one machine use `segpipe serve`")
     job = job_from_args(args)
-    names = deploy_to_pool(job, pool=args.pool, schedule=_schedule(args), fan_out=not args.no_fan_out)
-    for n in names:
-        print(f"deployed {n} on pool {args.pool}")
+    name = deploy_to_pool(job, pool=args.pool, schedule=_schedule(args))
+    print(f"deployed {name} on pool {args.pool}" + (f", scenes on {job.cluster}" if job.cluster else ""))
     return 0
+
+
+def _scheduler(args: argparse.Namespace) -> int:
+    from .farm_workers import run_scheduler
+
+    return run_scheduler(args.host, args.port)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .env import set_prefect_env
+    from .farm_workers import run_workers, worker_specs
+
+    set_prefect_env()  # the workers' engine logs go to Prefect when PREFECT_API_URL is set
+    return run_workers(args.scheduler, worker_specs(args.gpus, args.scenes_per_gpu, args.name))

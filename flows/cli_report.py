@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thresholds", type=Path,
                    help="JSON file of QA thresholds: re-decide every scene's verdict with them")
     p.add_argument("--no-history-update", action="store_true", help="read the history but do not record this run")
+    p.add_argument("--timezone", metavar="ZONE",
+                   help="IANA zone the page shows times in, e.g. Europe/Berlin (default: this machine's)")
     p.set_defaults(func=_report)
 
 
@@ -34,9 +36,18 @@ def _report(args: argparse.Namespace) -> int:
             thresholds = QAThresholds.model_validate(json.loads(args.thresholds.read_text()))
         except (OSError, ValueError, ValidationError) as exc:
             raise ConfigError(f"{args.thresholds}: not valid QA thresholds: {exc}") from exc
+    tz = None
+    if args.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            tz = ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"--timezone {args.timezone!r}: unknown zone; expected an IANA name like "
+                              "Europe/Berlin") from None
     html, js = write_run_report(args.run_dir, run_id=args.run_id, job=args.job, history_path=args.history,
                                 thresholds=thresholds, update_history=not args.no_history_update,
-                                redecide=thresholds is not None)
+                                redecide=thresholds is not None, tz=tz)
     t = load_run_summary(js).totals
     print(f"{html}: {t.scenes} scene(s): {t.verdicts.get('pass', 0)} pass, {t.verdicts.get('warn', 0)} warn, "
           f"{t.verdicts.get('fail', 0)} fail, {t.failed} failed, {t.drifted} drift flag(s)")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from pipeline.options import RunOptions
 
 from .cli_options import add_model_flags, given
+
+EXIT_QA_FAILED = 4  # every output complete, but the QA verdict is fail
 
 
 def add_run_options(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -32,7 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="GeoTIFF / GDAL raster or GDAL virtual path (/vsis3/..., /vsicurl/...), "
                                   "or .nii / .nii.gz volume")
     add_run_options(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
 
@@ -40,44 +40,23 @@ def _run(args: argparse.Namespace) -> int:
     from models.checkpoint import load_checkpoint
     from pipeline.run import segment_file
 
+    from .progress import Bar
+
     options = options_from_args(args)
     model = load_checkpoint(args.model)
-    bar = _Bar(disable=args.quiet)
-    try:
-        result = segment_file(args.input, model, args.out, options, progress=bar.update)
-    finally:
-        bar.close()
+    with Bar("tile", disable=args.quiet) as bar:
+        result = segment_file(args.input, model, args.out, options, progress=lambda p: _progress(bar, p))
     print(summary_line(result.record, result.scene_dir))
-    return 0
+    return EXIT_QA_FAILED if (result.record.get("qa") or {}).get("verdict") == "fail" else 0
+
+
+def _progress(bar: Any, p: Any) -> None:
+    """Tiles (slices for volumes) done; Mpix/s of finished rows once a row is finished."""
+    bar.update(p.tiles_done, p.tiles_total, f"{p.mpix_per_s:.2f} Mpix/s" if p.rows_done else "")
 
 
 def summary_line(record: dict[str, Any], scene_dir: Path) -> str:
-    t = record["timings"]
-    inp = record["input"]
-    size = "x".join(str(inp[k]) for k in ("width", "height", "depth") if k in inp)
-    warn = f", {len(record['warnings'])} warning(s)" if record["warnings"] else ""
-    return (f"{Path(inp['path']).name}: {size} -> {scene_dir}/ in {t['total_s']:.1f} s "
-            f"({t['mpix_per_s']:.2f} Mpix/s){warn}")
+    """The one line ``segpipe run`` ends with (see ``flows.summary.scene_line``)."""
+    from .summary import scene_line
 
-
-class _Bar:
-    """tqdm bar over tiles, with Mpix/s of finished rows."""
-
-    def __init__(self, disable: bool) -> None:
-        self.disable = disable or not sys.stderr.isatty()
-        self.bar = None
-
-    def update(self, p: Any) -> None:
-        if self.disable:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=p.tiles_total, unit="tile", dynamic_ncols=True, leave=False)
-        self.bar.total = p.tiles_total
-        self.bar.n = p.tiles_done
-        self.bar.set_postfix_str(f"{p.mpix_per_s:.2f} Mpix/s", refresh=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return scene_line(record, scene_dir)

@@ -41,10 +41,13 @@ class JobConfig(RunOptions):
     glob: str | None = Field(None, description="pattern for files in folder inputs (default: rasters and volumes)")
     model: str = Field(description="checkpoint (.safetensors) made by segpipe")
     out: str = Field(description="output root; each input gets OUT/<name>/")
-    fan_out: bool = Field(False, description="run each scene as a flow run of the per-scene deployment")
-    scene_deployment: str = Field("segment-scene/segpipe-scene", description="flow/deployment for fan-out")
-    max_wait_h: float = Field(20.0, gt=0, le=168, description="fan-out: stop waiting for scene runs after this")
-    poll_s: float = Field(5.0, ge=0.1, le=300, description="fan-out: how often to check the scene runs")
+    cluster: str | None = Field(None, pattern=r"^(local|(tcp|tls|ucx)://\S+)$",
+                                description="Dask scheduler of warm workers (tcp://head:8786), or 'local'")
+    max_wait_h: float = Field(20.0, gt=0, le=168, description="cluster: stop waiting for scenes after this")
+    qa_fail_exit: bool = Field(True, description="every output complete but a QA verdict fail: the batch ends in "
+                               "state 'QA failed' and segpipe batch exits 4 (false: Completed, exit 0)")
+    timezone: str | None = Field(None, description="IANA zone of the run report's times and the run names "
+                                 "(default: the schedule's, else this machine's)")
 
     @field_validator("inputs")
     @classmethod
@@ -54,6 +57,18 @@ class JobConfig(RunOptions):
         return v
 
     qa: QAThresholds = Field(default_factory=QAThresholds, description="run report: drift and verdict limits")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r}; use an IANA name like Europe/Berlin") from None
+        return v
 
     @property
     def job_name(self) -> str:

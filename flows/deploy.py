@@ -1,19 +1,25 @@
-"""Nightly scheduling: served deployments (one machine) and work-pool deployments (GPU workers).
+"""Nightly scheduling: a served deployment (one machine) or a work-pool deployment (a farm).
 
 * :func:`serve_nightly` - ``segpipe serve``: a local Prefect server on 127.0.0.1 (SQLite
   under ``PREFECT_HOME``) unless ``PREFECT_API_URL`` names one, plus this process serving
-  the batch and per-scene deployments. The ephemeral mode never runs schedules; this does.
-* :func:`deploy_to_pool` - ``segpipe deploy``: the same two deployments on a process
-  work pool; workers (one per GPU, ``--limit 1``) run them.
+  the job's batch deployment. The ephemeral mode never runs schedules; this does.
+* :func:`deploy_to_pool` - ``segpipe deploy``: the same deployment on a process work pool,
+  run by an orchestrator worker; with ``cluster`` set in the job, its scenes go to the
+  warm Dask workers (``flows.farm``), not to Prefect workers.
 
-The batch deployment has ``concurrency_limit=1`` with ``CANCEL_NEW``: if last night's
-batch is still running at 02:00, tonight's run is cancelled instead of overlapping it.
+Each job is its own deployment of the ``segment-batch`` flow, named after the job
+(``segment-batch/<job name>``), with its own schedule and ``concurrency_limit=1`` +
+``CANCEL_NEW``: if last night's run of *that job* still runs, tonight's is cancelled
+instead of overlapping it; other jobs are not affected, and deploying one never replaces
+another. A batch run holds no slot its scenes need (scenes are task runs), so no limit of
+a worker or of ``serve`` can deadlock it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,17 +32,16 @@ from typing import Any
 from pipeline.errors import ConfigError, SegpipeError
 
 from .config import JobConfig
-from .env import child_env
+from .env import HEARTBEAT_S, ZOMBIE_AFTER_S, child_env, flow_run_env
+from .scenes import QA_FAILED
 
 log = logging.getLogger(__name__)
 
-BATCH_DEPLOYMENT = "segpipe-batch"
-SCENE_DEPLOYMENT = "segpipe-scene"
-DEFAULT_POOL = "segpipe-gpu"
-BATCH_QUEUE = "batches"  # the batch run only waits: an orchestrator worker, not a GPU slot
-SCENE_QUEUE = "scenes"  # GPU workers: one per GPU, --limit 1
+DEFAULT_POOL = "segpipe"
+TAG = "segpipe"  # on every segpipe deployment and so on its runs; the zombie automation matches it
 DEFAULT_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "Europe/Berlin"
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -55,98 +60,103 @@ class Schedule:
             raise ConfigError(f"timezone {self.timezone!r} unknown; use an IANA name like Europe/Berlin") from None
 
 
-def _deployments(job: JobConfig, schedule: Schedule | None, *, batch_queue: str | None = None,
-                 scene_queue: str | None = None, pool: str | None = None) -> list[Any]:
+def deployment_name(job: JobConfig) -> str:
+    """The job's deployment name: its name (default: the output folder's), as Prefect accepts it."""
+    return _NAME_BAD.sub("-", job.job_name).strip("-") or "segpipe"
+
+
+def batch_deployment(job: JobConfig, schedule: Schedule | None, *, pool: str | None = None) -> Any:
+    """The job as a deployment of the batch flow (parameters: the whole job)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    from .batch_flow import segment_batch
-    from .scene_flow import segment_scene_flow
+    from .batch_flow import job_tags, segment_batch
 
-    # Module entry points: any machine with segpipe installed can load the flows, wherever it lives.
-    common = dict(entrypoint_type=EntrypointType.MODULE_PATH, work_pool_name=pool)
-    batch = segment_batch.to_deployment(
-        name=BATCH_DEPLOYMENT, parameters={"job": job.model_dump(mode="json")},
+    if schedule is not None and job.timezone is None:  # the run report's times in the schedule's zone
+        job = job.model_copy(update={"timezone": schedule.timezone})
+    where = f"on {job.cluster}" if job.cluster else "in the batch's process"
+    return segment_batch.to_deployment(
+        name=deployment_name(job), parameters={"job": job.model_dump(mode="json")},
         schedules=[Cron(schedule.cron, timezone=schedule.timezone)] if schedule else None,
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
-        description=f"segpipe batch {job.inputs or job.manifest} -> {job.out}", tags=["segpipe"],
-        work_queue_name=batch_queue, **common,
+        description=f"segpipe job {job.job_name}: {job.inputs or job.manifest} -> {job.out}, scenes {where}",
+        tags=job_tags(job), work_pool_name=pool,
+        # A process worker starts the run's process with these, whatever its own environment:
+        # heartbeats at the rate the zombie automation expects, telemetry off, engine logs shipped;
+        # and no pipe to the worker (the logs are in Prefect), so a batch run outlives a worker
+        # that dies or restarts instead of dying on its next line of output.
+        job_variables={"env": flow_run_env(), "stream_output": False} if pool else None,
+        # Module entry point: any machine with segpipe installed can load the flow, wherever it lives.
+        entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    scene = segment_scene_flow.to_deployment(
-        name=SCENE_DEPLOYMENT, description="one scene of a segpipe batch (fan-out target)", tags=["segpipe"],
-        work_queue_name=scene_queue, **common,
-    )
-    return [batch, scene]
 
 
-def deploy_to_pool(job: JobConfig, pool: str = DEFAULT_POOL, schedule: Schedule | None = Schedule(),
-                   fan_out: bool = True) -> list[str]:
-    """Create (or update) the work pool and both deployments; returns the deployments' full names.
-
-    With ``fan_out`` the batch deployment goes to the ``batches`` queue (a small orchestrator
-    worker) and scenes to ``scenes`` (GPU workers); without, the batch runs all scenes itself
-    on one GPU worker.
-    """
-    from .scene_flow import SCENE_FLOW_NAME
-
+def deploy_to_pool(job: JobConfig, pool: str = DEFAULT_POOL, schedule: Schedule | None = Schedule()) -> str:
+    """Create (or update) the work pool, the zombie automation and the job's deployment;
+    returns the deployment's full name. Other jobs' deployments are left as they are."""
     ensure_process_pool(pool)
     ensure_zombie_automation()
-    job = job.model_copy(update={"fan_out": fan_out, "scene_deployment": f"{SCENE_FLOW_NAME}/{SCENE_DEPLOYMENT}"})
-    deps = _deployments(job, schedule, pool=pool, batch_queue=BATCH_QUEUE if fan_out else SCENE_QUEUE,
-                        scene_queue=SCENE_QUEUE)
-    names = []
-    for d in deps:
-        d.apply(work_pool_name=pool)
-        names.append(d.full_name)
-    return names
+    dep = batch_deployment(job, schedule, pool=pool)
+    dep.apply(work_pool_name=pool)
+    return dep.full_name
 
 
 ZOMBIE_AUTOMATION = "segpipe: crash zombie flow runs"
-HEARTBEAT_S = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of flow-run processes (flows.env sets it)
-ZOMBIE_AFTER_S = 3 * HEARTBEAT_S
 
 
 def zombie_automation_spec() -> dict[str, Any]:
-    """A proactive trigger: a running flow run whose heartbeats stop is marked Crashed.
+    """A proactive trigger: a running segpipe flow run whose heartbeats stop is marked Crashed.
 
-    A worker killed with -9 (or a machine that loses power) cannot report its flow run's
-    end; without this the run stays Running forever and the deployment's concurrency slot
-    stays taken, so the next night's batch would be cancelled.
+    An orchestrator killed with -9 (or a machine that loses power) cannot report its flow
+    run's end; without this the run stays Running forever and holds its deployment's only
+    concurrency slot, so every later night of that job would be cancelled. The window is
+    ``ZOMBIE_HEARTBEATS`` heartbeats (``flows.env``), the ratio Prefect's own defaults use,
+    and only runs tagged ``segpipe`` are watched.
     """
     return {
         "name": ZOMBIE_AUTOMATION,
-        "description": f"Mark a flow run Crashed when no heartbeat came for {ZOMBIE_AFTER_S} s",
+        "description": f"Mark a segpipe flow run Crashed when no heartbeat came for {ZOMBIE_AFTER_S} s "
+                       f"(heartbeats every {HEARTBEAT_S} s)",
         "trigger": {
             "type": "event", "posture": "Proactive",
             "after": ["prefect.flow-run.heartbeat"],
+            # every way a run ends, QA failed included (a Completed state by another name): an
+            # ended run whose heartbeats stop must not be marked Crashed
             "expect": ["prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                       "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"],
+                       "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", f"prefect.flow-run.{QA_FAILED}"],
             "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
+            "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"},
             "for_each": ["prefect.resource.id"],
             "threshold": 1, "within": ZOMBIE_AFTER_S,
         },
         "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
-                     "message": f"No heartbeat for {ZOMBIE_AFTER_S} s: the worker or machine died"}],
+                     "message": f"No heartbeat for {ZOMBIE_AFTER_S} s: the process or its machine died"}],
     }
 
 
-def ensure_zombie_automation() -> bool:
-    """Create the zombie automation unless one of that name exists; True when created."""
+def ensure_zombie_automation() -> str:
+    """Create the zombie automation, or bring an existing one of that name up to date;
+    returns ``created``, ``updated`` or ``current``."""
     from prefect.automations import Automation
 
+    wanted = Automation.model_validate(zombie_automation_spec())
     try:
-        Automation.read(name=ZOMBIE_AUTOMATION)
-        return False
+        have = Automation.read(name=ZOMBIE_AUTOMATION)
     except ValueError:  # prefect raises ValueError("Automation ... not found")
-        pass
-    Automation.model_validate(zombie_automation_spec()).create()
-    log.info("created automation %r", ZOMBIE_AUTOMATION)
-    return True
+        wanted.create()
+        log.info("created automation %r", ZOMBIE_AUTOMATION)
+        return "created"
+    if have.trigger == wanted.trigger and have.actions == wanted.actions and have.enabled:
+        return "current"
+    wanted.id = have.id
+    wanted.update()
+    log.info("updated automation %r (window %d s)", ZOMBIE_AUTOMATION, ZOMBIE_AFTER_S)
+    return "updated"
 
 
 def ensure_process_pool(name: str) -> None:
-    """Create a process work pool named ``name`` if there is none (workers run flows as subprocesses)."""
+    """Create a process work pool named ``name`` if there is none (its worker runs batch runs)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectNotFound
@@ -158,26 +168,24 @@ def ensure_process_pool(name: str) -> None:
         except ObjectNotFound:
             client.create_work_pool(WorkPoolCreate(
                 name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template(),
-                description="segpipe GPU machines: one worker per GPU (CUDA_VISIBLE_DEVICES=i, --limit 1)"))
+                description="segpipe batch runs (orchestrators); scenes run on the Dask workers"))
             log.info("created process work pool %s", name)
             return
         if pool.type != "process":
             raise ConfigError(f"work pool {name!r} is of type {pool.type!r}; segpipe deploys to a 'process' pool")
 
 
-def serve_nightly(job: JobConfig, schedule: Schedule, limit: int = 1) -> None:
-    """Serve the batch and per-scene deployments from this process until interrupted.
+def serve_nightly(job: JobConfig, schedule: Schedule | None, limit: int = 1) -> None:
+    """Serve the job's batch deployment from this process until interrupted.
 
-    ``limit`` is how many flow runs this process runs at once (the batch itself counts).
-    Stopping it pauses its schedules (Prefect's ``pause_on_shutdown``) until served again.
+    ``limit`` is how many batch runs this process runs at once; scenes are never flow runs,
+    so 1 is enough. Stopping it pauses its schedule (Prefect's ``pause_on_shutdown``)
+    until served again.
     """
     from prefect import serve
 
-    from .scene_flow import SCENE_FLOW_NAME
-
-    job = job.model_copy(update={"scene_deployment": f"{SCENE_FLOW_NAME}/{SCENE_DEPLOYMENT}"})
     ensure_zombie_automation()
-    serve(*_deployments(job, schedule), limit=limit, print_starting_message=True)
+    serve(batch_deployment(job, schedule), limit=limit, print_starting_message=True)
 
 
 # -- a local server --------------------------------------------------------------------------

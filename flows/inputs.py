@@ -67,7 +67,7 @@ def collect_inputs(job: JobConfig) -> list[tuple[InputPath, dict[str, Any]]]:
         raw.extend(read_manifest(Path(job.manifest).expanduser()))
     seen: dict[InputPath, tuple[InputPath, dict[str, Any]]] = {}
     for path, ov in raw:
-        key = path if isinstance(path, str) else path.resolve()
+        key = path if isinstance(path, str) else _identity(path)  # a GDAL path as written
         if key not in seen or ov:  # a manifest row's overrides win over a plain listing
             seen[key] = (path, ov)
     return list(seen.values())
@@ -92,10 +92,24 @@ def _expand(item: str, pattern: str | None) -> list[tuple[InputPath, dict[str, A
 
 
 def _folder_files(folder: Path, pattern: str | None) -> list[Path]:
-    if pattern:
-        return sorted(p for p in folder.glob(pattern) if p.is_file())
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES) and not p.name.startswith("."))
+    """The folder's inputs. A broken or looping symbolic link among them is kept: its scene then
+    fails with a line that says so, instead of the input silently missing from the night."""
+    try:
+        if pattern:
+            return sorted(p for p in folder.glob(pattern) if p.is_file() or p.is_symlink())
+        return sorted(p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and not p.is_dir()
+                      and p.name.lower().endswith(INPUT_SUFFIXES) and not p.name.startswith("."))
+    except OSError as exc:
+        raise ConfigError(f"{folder}: input folder cannot be read ({exc.strerror or exc}); "
+                          "expected a folder this user can list") from exc
+
+
+def _identity(path: Path) -> Path:
+    """The file a path names (two listings of one file are one input); a broken link is itself."""
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing target, or a symbolic link loop
+        return path.absolute()
 
 
 def read_manifest(path: Path) -> list[tuple[InputPath, dict[str, Any]]]:

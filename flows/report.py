@@ -4,7 +4,8 @@
 ``pipeline.qa.run_report.write_run_report`` writes ``run_report.html`` and
 ``run_summary.json`` at the run root from the scenes' ``qa.json`` files and what the
 flow knows (failures and their errors, skipped scenes). This module then publishes a
-run-summary table (scene, status, duration, main class areas, QA verdict, output paths),
+run-summary table (scene, status, duration, main class areas, QA verdict, output paths,
+the worker process that ran it),
 the QA markdown summary and a link to the HTML report.
 
 A failure while building the report is logged, never raised: the night's segmentations
@@ -13,6 +14,7 @@ are on disk and the batch's state must say whether *they* succeeded.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.qa.html_run import verdict_line
 from pipeline.qa.run_report import (SceneEntry, load_run_summary, run_artifacts, write_run_report,
                                     write_scene_error)
 from pipeline.qa.schema import RUN_REPORT_HTML, QAThresholds
@@ -36,43 +39,52 @@ _ROW_STATUS = {"done": "complete", "skipped": "skipped", "failed": "failed"}
 
 
 def artifact_key(kind: str, run_root: str | Path) -> str:
-    """A Prefect artifact key (``^[a-z0-9-]*$``) unique per output root, so each job has its history."""
-    slug = _KEY_BAD.sub("-", f"segpipe-{kind}-{Path(run_root).name}".lower()).strip("-")
-    return slug[:100].rstrip("-")
+    """A Prefect artifact key (``^[a-z0-9-]*$``) unique per output root, so each job has its history.
+
+    The root's name makes it readable, a digest of its whole path unique: two jobs whose
+    output roots share a name (``/a/results``, ``/b/results``) keep separate histories.
+    """
+    root = Path(run_root).expanduser().absolute()
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:8]
+    slug = _KEY_BAD.sub("-", f"segpipe-{kind}-{root.name}".lower()).strip("-")[:90].rstrip("-")
+    return f"{slug}-{digest}"
 
 
-def counts(outcomes: Sequence[SceneOutcome]) -> dict[str, int]:
+def counts(outcomes: Sequence[SceneOutcome]) -> dict[str, Any]:
     c = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    return {**c, "total": len(outcomes)}
+    return {**c, "total": len(outcomes), "qa_fail": sum(o.qa_verdict == "fail" for o in outcomes)}
 
 
 def publish_run_report(run_root: str | Path, outcomes: Sequence[SceneOutcome], *, run_id: str, job: str,
-                       thresholds: QAThresholds | None = None) -> dict[str, Any]:
+                       thresholds: QAThresholds | None = None, tz: Any = None) -> dict[str, Any]:
     """Write the run report and publish the artifacts (inside a Prefect run); returns the counts.
 
     Args:
         run_id: unique per run (the history keeps one entry per run id).
         job: the job's name; drift compares runs of the same job.
+        tz: the zone the report shows times in (the job's schedule zone; default: this machine's).
     """
     run_root = Path(run_root)
     summary = None
     try:
-        summary = _write_report(run_root, outcomes, run_id, job, thresholds)
+        summary = _write_report(run_root, outcomes, run_id, job, thresholds, tz)
     except Exception:  # noqa: BLE001 - see module docstring
         log.exception("%s: could not build the run report", run_root)
     _publish_artifacts(run_root, outcomes, summary)
-    return counts(outcomes)
+    c = counts(outcomes)
+    c["verdicts"] = verdict_line(summary)[0] if summary is not None else ""  # the run report's own words
+    return c
 
 
 def _write_report(run_root: Path, outcomes: Sequence[SceneOutcome], run_id: str, job: str,
-                  thresholds: QAThresholds | None) -> Any:
+                  thresholds: QAThresholds | None, tz: Any = None) -> Any:
     for o in outcomes:
         if o.status == "failed":
             write_scene_error(o.scene_dir, o.error)  # a rebuilt report (segpipe report) still lists it
     entries = [SceneEntry(o.name, Path(o.scene_dir), _ROW_STATUS[o.status], o.error or None, float(o.duration_s))
                for o in outcomes]
     run_root.mkdir(parents=True, exist_ok=True)
-    _, json_path = write_run_report(run_root, entries, run_id=run_id, job=job, thresholds=thresholds)
+    _, json_path = write_run_report(run_root, entries, run_id=run_id, job=job, thresholds=thresholds, tz=tz)
     return load_run_summary(json_path)
 
 
@@ -84,23 +96,13 @@ def summary_rows(outcomes: Sequence[SceneOutcome], summary: Any) -> list[dict[st
         r = by_scene.get(o.name)
         rows.append({
             "scene": o.name, "status": o.status, "duration_s": round(float(o.duration_s), 2),
-            "main_classes": main_classes(r) if r is not None else "",
+            "main_classes": r.main_classes(TOP_CLASSES) if r is not None else "",
             "qa_verdict": (r.verdict if r is not None else None) or ("fail" if o.status == "failed" else "-"),
             "error": o.error,
             "outputs": ", ".join(v for k, v in o.outputs.items() if k != "record"),
+            "worker": o.worker or "batch process",
         })
     return _plain(rows)
-
-
-def main_classes(row: Any) -> str:
-    """'water 12.3 ha (41%), ...' for the largest classes (fractions only without a projected CRS)."""
-    top = sorted(row.class_fractions.items(), key=lambda kv: -kv[1])[:TOP_CLASSES]
-    parts = []
-    for name, frac in top:
-        ha = row.class_areas_ha.get(name)
-        parts.append(f"{name} {float(ha):.2f} ha ({100 * float(frac):.0f}%)" if ha is not None
-                     else f"{name} {100 * float(frac):.1f}%")
-    return ", ".join(parts)
 
 
 def _publish_artifacts(run_root: Path, outcomes: Sequence[SceneOutcome], summary: Any) -> None:

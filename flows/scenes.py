@@ -6,10 +6,11 @@ task in :mod:`flows.tasks` is a few lines around :func:`process_scene`.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,11 +25,19 @@ from pipeline.run.record import read_record
 log = logging.getLogger(__name__)
 
 Status = Literal["done", "skipped", "failed"]
+# The state name of a scene task and of a batch whose outputs are complete but whose QA says
+# fail: a Completed state by type (nothing is retried), named so that the UI, the CLI (exit
+# code 4) and automations (the event ``prefect.flow-run.QA failed``) can tell it apart.
+QA_FAILED = "QA failed"
 
 
 @dataclass
 class SceneOutcome:
-    """What happened to one scene; small and JSON-friendly (it is a task's result)."""
+    """What happened to one scene; small and JSON-friendly (it is a task's result).
+
+    Decided where the scene ran, from the engine's own result (``worker``: ``host:pid`` of
+    that process, empty in the batch's own process); fields may be added, never renamed.
+    """
 
     name: str
     input: str
@@ -37,6 +46,8 @@ class SceneOutcome:
     duration_s: float = 0.0
     error: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
+    worker: str = ""
+    qa_verdict: str | None = None  # the scene's QA verdict (pass / warn / fail), from its record
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +57,7 @@ class SceneOutcome:
 _MODELS: dict[tuple[str, str], Any] = {}
 _SHA_BY_STAT: dict[tuple[str, int, int], str] = {}
 _LOCK = threading.Lock()
+_LOADS = [0]  # checkpoints loaded by this process (a warm worker: one per model)
 
 
 def get_model(path: str | Path) -> Any:
@@ -66,7 +78,13 @@ def get_model(path: str | Path) -> Any:
             for old in [k for k in _MODELS if k[0] == str(path)]:
                 del _MODELS[old]
             _MODELS[key] = load_checkpoint(path)
+            _LOADS[0] += 1
         return _MODELS[key]
+
+
+def model_loads() -> int:
+    """How many checkpoints this process has loaded so far."""
+    return _LOADS[0]
 
 
 def model_sha256(path: Path) -> str:
@@ -99,16 +117,11 @@ def stale_reason(input_path: Path, scene_dir: Path, model: Any, settings: RunOpt
         return "no complete record"
     if record.get("model", {}).get("sha256") != model.sha256:
         return "model changed"
-    if _jsonish(record.get("fingerprint")) != _jsonish(settings.resolved(model.spec).fingerprint()):
+    if not settings.resolved(model.spec).same_outputs(record.get("fingerprint")):
         return "settings changed"
     if any(not (scene_dir / name).is_file() for name in record.get("outputs", {}).values()):
         return "an output is missing"
     return identity_changed(record.get("input", {}), input_path)
-
-
-def _jsonish(value: Any) -> Any:
-    """Compare as the record stores it (tuples become lists, etc.)."""
-    return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
 # -- one scene -----------------------------------------------------------------------------
@@ -119,24 +132,35 @@ def process_scene(input_path: str | Path, model_path: str | Path, out_root: str 
 
     ``read_ahead``: the batch's ``pipeline.readers.nifti.ReadAhead`` (its next volume, decoding).
     """
-    from pipeline.run import scene_dir_for, segment_file
+    from pipeline.run import SceneBusy, SceneChanged, record_token, scene_dir_for, segment_file
 
     input_path, out_root = as_input(input_path), Path(out_root)
     scene_dir = scene_dir_for(input_path, out_root)
+    name = scene_dir.name
     t0 = time.perf_counter()
     model = get_model(model_path)
-    reason = stale_reason(input_path, scene_dir, model, settings)
-    name = scene_dir.name
-    if reason is None:
-        record = read_record(scene_dir) or {}
-        log.info("%s: up to date, skipped", name)
-        return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
-                            outputs=output_paths(scene_dir, record))
-    log.info("%s: segmenting (%s)", name, reason)
-    result = segment_file(input_path, model, out_root, settings, progress=progress, qa_thresholds=qa_thresholds,
-                          read_ahead=read_ahead)
-    return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
-                        outputs=output_paths(result.scene_dir, result.record))
+    while True:  # again only when another run completed the scene after our look at it
+        seen = record_token(scene_dir)  # before the look: any completion after it changes the token
+        reason = stale_reason(input_path, scene_dir, model, settings)
+        if reason is None:
+            record = read_record(scene_dir) or {}
+            log.info("%s: up to date, skipped", name)
+            return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
+                                outputs=output_paths(scene_dir, record), qa_verdict=qa_verdict(record))
+        log.info("%s: segmenting (%s)", name, reason)
+        try:
+            result = segment_file(input_path, model, out_root, settings, progress=progress,
+                                  qa_thresholds=qa_thresholds, read_ahead=read_ahead, expect_record=seen)
+        except SceneChanged:
+            log.info("%s: completed by another run meanwhile; looking again", name)
+            continue
+        except SceneBusy as exc:  # another live run is writing it: leave it to that run, say so
+            log.warning("%s: skipped: %s", name, exc)
+            return SceneOutcome(name, str(input_path), str(scene_dir), "skipped", time.perf_counter() - t0,
+                                error=f"skipped: {exc}")
+        return SceneOutcome(name, str(input_path), str(result.scene_dir), "done", time.perf_counter() - t0,
+                            outputs=output_paths(result.scene_dir, result.record),
+                            qa_verdict=qa_verdict(result.record))
 
 
 def read_ahead_next(read_ahead: Any, input_path: str | Path, options: RunOptions) -> bool:
@@ -158,10 +182,30 @@ def read_ahead_next(read_ahead: Any, input_path: str | Path, options: RunOptions
         return False
 
 
+def qa_verdict(record: dict[str, Any]) -> str | None:
+    return (record.get("qa") or {}).get("verdict")
+
+
 def output_paths(scene_dir: Path, record: dict[str, Any]) -> dict[str, str]:
     outs = {k: str(scene_dir / v) for k, v in record.get("outputs", {}).items()}
     outs["record"] = str(scene_dir / RECORD_NAME)
     return outs
+
+
+@contextlib.contextmanager
+def retry_batch_on_oom(settings: RunOptions) -> Iterator[None]:
+    """A device out-of-memory error leaving this block carries ``retry_batch_size``: half the
+    batch size it ran with, decided where it ran (a worker's device, not the batch's), and
+    kept when the exception is pickled back to the batch flow."""
+    from pipeline.errors import is_out_of_memory
+
+    try:
+        yield
+    except BaseException as exc:
+        if is_out_of_memory(exc):
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.retry_batch_size = halved(settings).batch_size  # type: ignore[attr-defined]
+        raise
 
 
 def halved(settings: RunOptions) -> RunOptions:

@@ -11,6 +11,8 @@ feed the network:
     provenance      {created (ISO UTC), segpipe_version, torch_version, smp_version,
                      source {kind, ...}, notes}
     training        optional dict (filled by training code)
+    weights_sha256  SHA-256 of the weights (``integrity.weights_digest``), verified on load;
+                    absent in files written before it existed (they load, unverified)
 
 Loading never unpickles anything: safetensors stores raw tensor bytes behind a JSON header.
 """
@@ -37,6 +39,7 @@ from pipeline.errors import CheckpointError, ConfigError, OutputError
 from pipeline.files import file_sha256  # re-exported: models.checkpoint.file_sha256
 from pipeline.spec import ModelSpec, Normalization, default_colors
 
+from .integrity import DIGEST_KEY, chmod_as_created, pickle_kind, pickled_error, verify_weights, weights_digest
 from .unet import build_model, check_state_dict, count_parameters, pick_prefix, read_state_dict
 
 FORMAT_VERSION = 1
@@ -75,6 +78,8 @@ class LoadedModel:
         metadata: the whole "segpipe" JSON document.
         sha256: hex digest of the file's bytes (for run records: which model made an output).
         path: the file it was loaded from.
+        weights_verified: the weights matched the digest stored in the file (False: an
+            older file without one).
     """
 
     module: torch.nn.Module
@@ -84,6 +89,7 @@ class LoadedModel:
     path: Path
     arch: str
     encoder: str
+    weights_verified: bool = False
 
 
 def save_checkpoint(
@@ -122,6 +128,7 @@ def save_checkpoint(
         },
         "spec": spec.to_dict(),
         "provenance": {**_default_provenance(), **dict(provenance or {})},
+        DIGEST_KEY: weights_digest(state),
     }
     if training is not None:
         document["training"] = dict(training)
@@ -149,6 +156,7 @@ def _write_atomic(state: dict[str, torch.Tensor], metadata: dict[str, str], path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(tmp), metadata=metadata)
+        chmod_as_created(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write checkpoint: {exc}") from exc
@@ -161,8 +169,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
     Raises:
         CheckpointError: one line naming the file: missing, not safetensors (or truncated),
-            no segpipe metadata, unsupported format_version, bad metadata or spec, or
-            weights that do not fit the architecture.
+            a pickled state dict (to wrap with ``segpipe model import``), no segpipe metadata,
+            unsupported format_version, bad metadata or spec, weights that do not fit the
+            architecture, or weights that differ from the digest stored with them.
     """
     path = Path(path)
     if not path.is_file():
@@ -174,12 +183,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         module = build_model(arch.arch, arch.encoder, arch.in_channels, arch.out_channels, **arch.kwargs)
     except (ConfigError, CheckpointError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild the network: {exc}") from exc
-    check_state_dict(state, module.state_dict(), path)
+    check_state_dict(state, module.state_dict(), path)  # names and shapes first: the more precise message
+    verified = verify_weights(path, state, data)
     module.load_state_dict(state, strict=True)
     module.to(device).eval()
     return LoadedModel(
         module=module, spec=spec, metadata=data, sha256=file_sha256(path),
-        path=path, arch=arch.arch, encoder=arch.encoder,
+        path=path, arch=arch.arch, encoder=arch.encoder, weights_verified=verified,
     )
 
 
@@ -199,6 +209,9 @@ def _read_file(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor
             raw = (f.metadata() or {}).get(METADATA_KEY)
             state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except (SafetensorError, OSError, ValueError) as exc:
+        kind = pickle_kind(path)
+        if kind is not None:
+            raise pickled_error(path, kind) from exc
         raise CheckpointError(
             f"{path}: not a readable safetensors file (corrupt or truncated?): {exc}"
         ) from exc
@@ -351,58 +364,4 @@ def parse_color(value: str | Iterable[int]) -> tuple[int, int, int]:
     return rgb  # type: ignore[return-value]
 
 
-def describe(item: LoadedModel | Mapping[str, Any], sha256: str | None = None) -> str:
-    """A human-readable multi-line summary of a checkpoint (``segpipe model info``)."""
-    if isinstance(item, LoadedModel):
-        meta, sha256, title = item.metadata, item.sha256, str(item.path)
-        n_params = count_parameters(item.module)
-    else:
-        meta, title = dict(item), "(metadata)"
-        n_params = meta.get("architecture", {}).get("num_parameters")
-    arch, prov = meta["architecture"], meta.get("provenance", {})
-    spec = ModelSpec.from_dict(meta["spec"])
-    norm = spec.normalization
-    lines = [
-        f"segpipe checkpoint {title}",
-        f"  sha256         {sha256 or '-'}",
-        f"  format         {meta['format_version']}",
-        f"  network        {arch['arch']} / {arch['encoder']}"
-        + (f", {n_params:,} parameters" if n_params else "")
-        + (f", kwargs {arch['kwargs']}" if arch.get("kwargs") else ""),
-        f"  input          {spec.in_channels} channels = bands {list(spec.bands)} x context {spec.context}",
-        f"  normalization  {_describe_norm(norm)}",
-        f"  output         {spec.activation}, {spec.out_channels} channel(s), {spec.num_classes} classes:",
-        *(
-            f"    {i:>3} {name:<20} #{r:02x}{g:02x}{b:02x}"
-            for i, (name, (r, g, b)) in enumerate(zip(spec.class_names, spec.colors()))
-        ),
-        f"  tiling         tile {spec.tile} px, overlap {spec.overlap} px",
-        f"  created        {prov.get('created', '-')} by segpipe {prov.get('segpipe_version', '-')} "
-        f"(torch {prov.get('torch_version', '-')}, smp {prov.get('smp_version', '-')})",
-        f"  source         {_describe_source(prov.get('source'))}",
-    ]
-    if prov.get("notes"):
-        lines.append(f"  notes          {prov['notes']}")
-    if meta.get("training"):
-        lines.append(f"  training       {', '.join(sorted(meta['training']))}")
-    return "\n".join(lines)
-
-
-def _describe_norm(norm: Normalization) -> str:
-    if norm.kind == "meanstd":
-        return f"meanstd mean={list(norm.mean)} std={list(norm.std)}"
-    if norm.kind == "scale":
-        return f"scale x * {norm.factor:g} + {norm.offset:g}"
-    if norm.kind in ("percentile", "zscore"):
-        return f"{norm.kind} {norm.low:g}..{norm.high:g} %" + (" (nonzero mask)" if norm.nonzero else "")
-    if norm.kind == "ct_window":
-        return f"ct_window [{norm.window_low:g}, {norm.window_high:g}]"
-    return norm.kind
-
-
-def _describe_source(source: Any) -> str:
-    if not isinstance(source, Mapping):
-        return str(source or "-")
-    if source.get("kind") == "imported":
-        return f"imported from {source.get('file')} (sha256 {source.get('sha256')})"
-    return ", ".join(f"{k}={v}" for k, v in source.items())
+from .info import describe  # noqa: E402 - re-exported: models.checkpoint.describe

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .checkpoint import describe, file_sha256, import_state_dict, load_checkpoint
+# torch and smp are imported by the commands, not to build their parsers (``segpipe --help``).
 
 
 def add_model_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -49,6 +49,8 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from .checkpoint import file_sha256, import_state_dict
+
     out = import_state_dict(
         args.state_dict, args.out, encoder=args.encoder, arch=args.arch,
         in_channels=args.in_channels, classes=args.classes, class_names=args.class_names,
@@ -60,7 +62,11 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    # Load fully (not only the header): info then also proves the weights fit the network.
+    from .checkpoint import load_checkpoint
+    from .info import describe
+
+    # Load fully (not only the header): info then also proves the weights fit the network
+    # and match their digest.
     loaded = load_checkpoint(args.checkpoint)
     if args.json:
         print(json.dumps(loaded.metadata, indent=2))

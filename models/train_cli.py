@@ -7,6 +7,7 @@ its model card (markdown + JSON) side by side.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--resume", type=Path, help="continue from this checkpoint's .state.safetensors")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto (default) = bf16 autocast on a GPU and on CPUs with AMX-BF16/AVX512-BF16, else fp32")
     p.add_argument("--bands", type=int, nargs="+", help="1-based bands to use (default all)")
     p.add_argument("--classes", type=int, help="number of classes (default: from the labels)")
     p.add_argument("--class-names", nargs="+", help="one name per class, background first")
     p.add_argument("--norm", choices=["meanstd", "ct_window", "zscore"], help="volumes: ct_window (default) or zscore")
     p.add_argument("--ct-window", type=float, nargs=2, metavar=("LOW", "HIGH"), help="HU window (default -200 800)")
     p.add_argument("--context", type=int, help="volumes: 2.5D slices as channels (odd, default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
 
@@ -55,7 +57,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     fields = {k: getattr(args, k, None) for k in (
         "data", "out", "val", "val_split", "encoder", "encoder_depth", "encoder_weights", "epochs",
         "steps_per_epoch", "steps", "batch_size", "tile", "infer_tile", "overlap", "lr", "patience",
-        "focal_gamma", "seed", "resume", "device", "classes", "norm", "context")}
+        "focal_gamma", "seed", "resume", "device", "precision", "classes", "norm", "context")}
     fields["bands"] = tuple(args.bands) if args.bands else None
     fields["class_names"] = tuple(args.class_names) if args.class_names else None
     fields["ct_window"] = tuple(args.ct_window) if args.ct_window else None
@@ -80,18 +82,26 @@ def _train(args: argparse.Namespace) -> int:
 
 
 class _Bar:
-    """tqdm over steps with loss, learning rate and tiles/s; one line per epoch."""
+    """tqdm over steps with loss, learning rate and tiles/s; one line per epoch.
+
+    While it is shown, log lines go through ``tqdm.contrib.logging`` (printed above the bar,
+    not into it). It starts at the first step's count, so its rate counts from then on
+    (``flows.progress.Bar`` does the same for ``run`` and ``batch``; ``models`` does not import ``flows``).
+    """
 
     def __init__(self, total: int, disable: bool) -> None:
         self.total, self.bar = total, None
         self.disable = disable or not sys.stderr.isatty()
+        self._redirect = contextlib.ExitStack()
 
     def update(self, p: Any) -> None:
         if self.disable:
             return
         if self.bar is None:
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
+            self._redirect.enter_context(logging_redirect_tqdm())
             self.bar = tqdm(total=p.total_steps, initial=p.step - 1, unit="step", dynamic_ncols=True)
         self.bar.update(p.step - self.bar.n)
         self.bar.set_postfix_str(f"epoch {p.epoch} loss {p.loss:.4f} lr {p.lr:.2e} {p.tiles_per_s:.1f} tiles/s")
@@ -104,3 +114,4 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        self._redirect.close()

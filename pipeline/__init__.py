@@ -24,3 +24,10 @@ __version__ = "0.1.0"
 # at its first allocation, so it is set before anything imports torch; a value the user
 # already set (0 to opt out) is kept. No effect on GPU memory.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+# torch's CPU threads (OpenMP) sleep when they wait instead of spinning (pipeline/cpu.py:
+# "Threads"). Spinning burns a core per waiting thread between the model's operations, which
+# the reader, writer and QA threads, and any other process on the machine, then lack: on the
+# shared 2-core machine the model ran 2-4x slower for it (bench/RESULTS.md, "Threads").
+# OpenMP reads this when torch loads, hence here; a value the user set (ACTIVE) is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

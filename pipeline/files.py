@@ -9,11 +9,14 @@ which :func:`remove_partials` recognises and nothing finished ever matches.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 # Also the names of earlier versions (``.tmp.nii.gz``, mkstemp's ``.record.json.k3j_9x2a.partial``).
 # The scene folder's completion record, written last (``pipeline.run.record``).
 RECORD_NAME = "record.json"
+# The output root's bookkeeping folder: locks, staging folders, failure records, QA history.
+STATE = ".segpipe"
 
 _PARTIAL = re.compile(r"^\..+\.[0-9a-z_]{8}\.(partial|tmp)(\.[0-9a-z.]+)?$")
 
@@ -79,3 +84,48 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (created if missing) that names its holder inside.
+
+    The kernel releases it when the holding process ends, however it ends: a killed run
+    never leaves a stale lock behind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, wait_s: float = 0.0) -> bool:
+        """Take the lock, waiting up to ``wait_s`` seconds; False if another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    def holder(self) -> str:
+        """Who holds the lock, as its holder wrote it (best effort)."""
+        try:
+            h = json.loads(self.path.read_text() or "{}")
+            return f"pid {h['pid']} on {h['host']} since {h['since']}"
+        except (OSError, ValueError, KeyError):
+            return "another process"

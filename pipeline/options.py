@@ -13,6 +13,7 @@ re-run with more workers or another batch size does not redo finished scenes.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,13 +27,13 @@ Compress = Literal["deflate", "zstd"]
 COMPRESSIONS: tuple[str, ...] = ("deflate", "zstd")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 SeriesPolicy = Literal["error", "each"]
+NodataRule = Literal["all-bands", "any-band"]
 
 DEFAULT_BATCH = {"cuda": 8, "cpu": 2}
 # Fields that never change an output: left out of the fingerprint.
 _NOT_OUTPUT = ("batch_size", "workers", "device")
-# Fields added after records began keeping fingerprints: in the fingerprint only when set, so
-# finished scenes of earlier runs, which did not have them, are not all redone.
-_FINGERPRINT_WHEN_SET = ("co", "vectors", "vector_classes", "vector_simplify", "vector_min_area")
+# What a record made before a field existed was made with (a default that changed).
+_LEGACY = {"nodata_rule": "any-band"}
 
 
 class RunOptions(BaseModel):
@@ -48,12 +49,15 @@ class RunOptions(BaseModel):
     batch_size: int | None = Field(None, ge=1, le=1024,
                                    description="tiles per model call (default: 8 on a GPU, 2 on the CPU)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
-    precision: Precision = Field("auto", description="auto = bf16 autocast on GPU, fp32 on CPU")
+    precision: Precision = Field("auto", description="auto = bf16 autocast on a GPU and on CPUs with AMX-BF16/"
+                                                       "AVX512-BF16, else fp32")
     tta: bool = Field(False, description="flip test-time augmentation (4x the model work)")
     confidence: bool = Field(False, description="also write max class probability (uint8, /254)")
     probabilities: bool = Field(False, description="also write per-class probabilities (uint8, /254)")
     workers: int = Field(4, ge=1, le=64, description="reader threads")
     compress: Compress = Field("deflate", description="output compression")
+    nodata_rule: NodataRule = Field("all-bands", description="scenes: a pixel is nodata where all its bands hold "
+                                    "the nodata value (GDAL's dataset mask) or where any band does")
     slice_axis: Literal[0, 1, 2] | None = Field(None, description="volumes: axis to slice (default: coarsest)")
     context: int | None = Field(None, ge=1, le=31, description="volumes: 2.5D slices per input (default: checkpoint's)")
     volume: int | None = Field(None, ge=0, description="volumes: which volume of a 4D series to segment")
@@ -151,12 +155,26 @@ class RunOptions(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change outputs (used to decide whether a finished scene is stale)."""
-        defaults = {k: RunOptions.model_fields[k].get_default(call_default_factory=True) for k in _FINGERPRINT_WHEN_SET}
-        return {k: v for k, v in self.to_dict().items()
-                if k not in _NOT_OUTPUT and not (k in defaults and v == defaults[k])}
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_OUTPUT}
+
+    def same_outputs(self, recorded: dict[str, Any] | None) -> bool:
+        """Whether a record's fingerprint is this one's. A field the record predates counts as
+        what it was made with: the default then (``_LEGACY``), else the default now."""
+        if not isinstance(recorded, dict):
+            return False
+        mine = self.fingerprint()
+        defaults = {k: _LEGACY[k] if k in _LEGACY else f.get_default(call_default_factory=True)
+                    for k, f in type(self).model_fields.items()}
+        old = {k: recorded.get(k, defaults.get(k)) for k in mine}
+        return _jsonish(old) == _jsonish(mine)
 
 
 RUN_OPTION_NAMES: tuple[str, ...] = tuple(RunOptions.model_fields)
+
+
+def _jsonish(value: Any) -> Any:
+    """Compare as a record stores it (tuples become lists, etc.)."""
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
 def validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:

@@ -63,6 +63,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"({d['source']})",
         f"- **Training**: {t['steps_done']} steps of batch {t['batch_size']} x {t['tile']} px tiles, "
         f"{t['epochs_done']} epoch(s), best epoch {t.get('best_epoch')}, {t['wall_s']:.0f} s on {t['device']}"
+        + (f" ({t['precision']}, {t.get('precision_reason')})" if t.get("precision") else "")
         + (" (stopped early)" if t.get("stopped_early") else ""),
         "",
     ]

@@ -72,6 +72,7 @@ class TrainConfig(BaseModel):
     patience: int = Field(5, ge=1)  # epochs without a better validation mean IoU before stopping
     seed: int = 0
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU and on CPUs with native bf16
     bands: tuple[int, ...] | None = None
     class_names: tuple[str, ...] | None = None
     classes: int | None = Field(None, ge=2)

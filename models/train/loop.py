@@ -1,4 +1,4 @@
-"""The training loop: AdamW + warmup/cosine, bf16 autocast on GPU, gradient clipping, seeds,
+"""The training loop: AdamW + warmup/cosine, bf16 autocast where it pays, gradient clipping, seeds,
 validation through the engine after every epoch, early stopping, checkpoint + card + resume.
 
 Files written next to ``cfg.out`` (``model.safetensors``):
@@ -25,6 +25,7 @@ import torch
 from models.checkpoint import file_sha256, save_checkpoint
 from models.unet import build_model, count_parameters
 from pipeline.errors import CheckpointError
+from pipeline.cpu import choose_precision
 from pipeline.engine import resolve_device
 from pipeline.options import RunOptions
 from pipeline.spec import ModelSpec
@@ -105,8 +106,10 @@ class Trainer:
         self.criterion = SegLoss(spec.num_classes, dice_weight=cfg.dice_weight, ce_weight=cfg.ce_weight,
                                  focal_gamma=cfg.focal_gamma)
         self.step = 0
-        # bf16 autocast on GPU: the matmuls run in bf16, the loss and the optimizer stay fp32.
-        self.autocast = self.device.type == "cuda"
+        # bf16 autocast on a GPU and on CPUs with native bf16 (pipeline.cpu): the convolutions and
+        # matmuls run in bf16; the weights, the loss and the optimizer stay fp32.
+        self.precision, self.precision_reason = choose_precision(self.device, cfg.precision)
+        self.autocast = self.precision == "bf16"
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.model.train()
@@ -240,6 +243,7 @@ def _end_epoch(trainer: Trainer, data: Prepared, cfg: TrainConfig, book: _Book, 
 
 def _training_record(trainer: Trainer, data: Prepared, cfg: TrainConfig, book: _Book) -> dict[str, Any]:
     return {
+        "input_kind": data.kind,  # "scene" or "volume": checked before a run feeds it the other kind
         "config": cfg.model_dump(mode="json"),
         "steps_done": trainer.step, "epochs_done": book.epoch, "best_epoch": book.best_epoch,
         "best_val_mean_iou": book.best, "validation": book.best_validation,
@@ -280,7 +284,8 @@ def _card(trainer: Trainer, data: Prepared, cfg: TrainConfig, book: _Book) -> tu
                  "class_pixels": dict(zip(data.spec.class_names, data.class_pixels.tolist()))},
         "training": {"steps_done": trainer.step, "total_steps": cfg.total_steps, "epochs_done": book.epoch,
                      "best_epoch": book.best_epoch, "batch_size": cfg.batch_size, "tile": cfg.tile,
-                     "device": str(trainer.device), "wall_s": book.wall_s,
+                     "device": str(trainer.device), "precision": trainer.precision,
+                     "precision_reason": trainer.precision_reason, "wall_s": book.wall_s,
                      "stopped_early": book.stopped_early, "config": cfg.model_dump(mode="json")},
         "validation": book.best_validation,
         "history": book.history,

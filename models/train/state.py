@@ -22,6 +22,8 @@ from safetensors.torch import save_file
 
 from pipeline.errors import CheckpointError, OutputError
 
+from ..integrity import chmod_as_created
+
 STATE_KEY = "segpipe_training_state"
 STATE_VERSION = 1
 
@@ -64,6 +66,7 @@ def save_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(doc)})
+        chmod_as_created(tmp)  # safetensors writes 0600; follow the umask like every other output
         os.replace(tmp, path)
     except (OSError, TypeError) as exc:
         raise OutputError(f"{path}: cannot write the training state: {exc}") from exc

@@ -1,9 +1,15 @@
-"""Batched model calls: device choice, bf16 autocast and channels_last on GPU, flip TTA.
+"""Batched model calls: device choice, bf16 autocast and channels_last, flip TTA.
 
 The predictor turns a batch of normalised tiles into per-class probabilities on the
 same device; softmax for multi-class models, sigmoid expanded to two channels
 (background, class) for single-channel binary models, so the stitcher always blends
 K probabilities. A CUDA out-of-memory error splits the batch in halves and retries.
+
+``precision="auto"`` is decided by :func:`pipeline.cpu.choose_precision`: bf16 autocast on
+CUDA and on CPUs with native bf16, fp32 on other CPUs. The weights stay fp32 (autocast
+casts per op), so one module serves every precision. channels_last (NHWC) is used on every
+device: oneDNN's and cuDNN's fast convolutions are NHWC ones, on the CPU for fp32 as well as
+bf16 (bench/RESULTS.md, "CPU precision").
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..cpu import choose_precision
 from ..errors import ConfigError, is_out_of_memory
 from ..options import Precision
 from ..spec import ModelSpec
@@ -40,7 +47,11 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class Predictor:
-    """Callable: (N, C, H, W) normalised float32 on ``device`` -> (N, K, H, W) probabilities."""
+    """Callable: (N, C, H, W) normalised float32 on ``device`` -> (N, K, H, W) probabilities.
+
+    After construction ``precision`` is the one that runs (never ``auto``) and
+    ``precision_reason`` says why, for the record and the QA report.
+    """
 
     module: torch.nn.Module
     spec: ModelSpec
@@ -48,12 +59,12 @@ class Predictor:
     precision: Precision = "auto"
     tta: bool = False
     oom_splits: int = 0
+    precision_reason: str = ""
 
     def __post_init__(self) -> None:
         self.module = self.module.to(self.device).eval()
-        if self.precision == "auto":
-            self.precision = "bf16" if self.device.type == "cuda" else "fp32"
-        self.channels_last = self.device.type == "cuda"
+        self.precision, self.precision_reason = choose_precision(self.device, self.precision)
+        self.channels_last = self.device.type in ("cuda", "cpu")
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
 

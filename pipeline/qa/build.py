@@ -43,6 +43,7 @@ def input_facts(stats: QAStats, inp: Mapping[str, Any]) -> InputFacts:
         band_count=inp.get("band_count"), dtype=inp.get("dtype"), crs_wkt=inp.get("crs_wkt"),
         crs_name=crs_name(inp.get("crs_wkt")), transform=list(t) if t else inp.get("affine_flat"),
         pixel_size=[float(x) for x in pixel] if pixel else None, orientation=inp.get("orientation"),
+        qform_code=inp.get("qform_code"), sform_code=inp.get("sform_code"),
         nodata=None if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)) else nodata,
         valid_pixels=stats.valid_pixels, total_pixels=stats.total_pixels, valid_fraction=stats.valid_fraction,
     )
@@ -54,7 +55,10 @@ def performance(record: Mapping[str, Any], qa_s: float) -> Performance:
     return Performance(
         stages_s={label: float(t[k]) for k, label in STAGES if k in t}, total_s=t.get("total_s"), qa_s=qa_s,
         mpix_per_s=t.get("mpix_per_s"), slices_per_s=t.get("slices_per_s"), peak_rss_mb=f.get("peak_rss_mb"),
+        peak_rss_scope=f.get("peak_rss_scope", "process" if f.get("peak_rss_mb") is not None else None),
+        rss_start_mb=f.get("rss_start_mb"),
         peak_gpu_mb=f.get("peak_gpu_mb"), device=f.get("device"), precision=f.get("precision"),
+        precision_reason=f.get("precision_reason"),
         tiles_total=f.get("tiles_total"), tiles_skipped=f.get("tiles_skipped"),
     )
 

@@ -1,58 +1,66 @@
-"""Self-contained HTML for ``qa.html`` and ``run_report.html`` (compute: strings only).
+"""Self-contained HTML for ``qa.html`` (this module) and ``run_report.html`` (``html_run``).
 
-One file each: inline CSS, images as data URIs, a few lines of inline JS to sort the
-run table. No external fonts, scripts or images, so the page opens offline and makes
-no network request. Every value from a report is escaped.
+One file each: inline CSS and SVG, images as data URIs, a few lines of inline JS to sort the
+run table. No external fonts, scripts or images, so the page opens offline and makes no
+network request. Every value from a report is escaped. Times are shown in the zone given
+(default: this machine's); the JSON documents keep UTC.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime, tzinfo
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .schema import QAReport, RunSummary
-from .thumbs import ramp_css
+import numpy as np
+
+from .charts import histogram_svg, spark_svg
+from .schema import QAReport
+from .thumbs import Legend, Picture
 
 CSS = """
 *{box-sizing:border-box}body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
 color:#1d232b;background:#f6f7f9}main{max-width:1180px;margin:0 auto;padding:16px 20px 40px}
 h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:22px 0 8px;border-bottom:1px solid #d8dce2;
-padding-bottom:3px}.sub{color:#5b6470}.badge{display:inline-block;padding:2px 10px;border-radius:10px;
-font-weight:600;color:#fff;text-transform:uppercase;font-size:12px;letter-spacing:.04em}
-.pass{background:#2e7d32}.warn{background:#c77700}.fail{background:#c62828}.info{background:#607080}
-.none{background:#9aa3ad}ul.reasons{padding-left:0;list-style:none}ul.reasons li{margin:3px 0}
+padding-bottom:3px}h3{font-size:14px;margin:14px 0 6px}.sub{color:#5b6470}.badge{display:inline-block;
+padding:2px 10px;border-radius:10px;font-weight:600;color:#fff;text-transform:uppercase;font-size:12px;
+letter-spacing:.04em}.pass,.complete{background:#2e7d32}.warn{background:#c77700}.fail,.failed{background:#c62828}
+.info,.skipped{background:#607080}.skip,.none,.no-qa{background:#8a94a0}
+ul.reasons{padding-left:0;list-style:none}ul.reasons li{margin:3px 0}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}th,td{padding:4px 8px;
 border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}th{background:#eef0f3;position:sticky;top:0;
-white-space:nowrap}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr:nth-child(even) td{background:#fafbfc}
+white-space:nowrap}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+tr:nth-child(even) td{background:#fafbfc}
 .grid{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;background:#fff;padding:8px;border:1px solid #e0e3e8;
-border-radius:6px;flex:1 1 340px;max-width:560px}figure img{width:100%;image-rendering:pixelated;display:block;
-background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}figcaption{color:#5b6470;font-size:12px;
-margin-top:4px}.sw{display:inline-block;width:12px;height:12px;border:1px solid #999;vertical-align:-1px;
-margin-right:4px}.ramp{height:10px;border:1px solid #999;margin-top:4px}.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{background:#fff;border:1px solid #e0e3e8;border-radius:6px;padding:8px 14px;min-width:120px}
-.card b{display:block;font-size:20px}.hist{display:flex;align-items:flex-end;height:90px;gap:2px;background:#fff;
-padding:6px;border:1px solid #e0e3e8}.hist div{flex:1;background:#3b528b;min-height:1px}
-.flag{color:#c62828;font-weight:600}details{margin:8px 0}summary{cursor:pointer;font-weight:600}
-pre{white-space:pre-wrap;word-break:break-all;background:#fff;border:1px solid #e0e3e8;padding:8px;font-size:12px}
-th.sortable{cursor:pointer;user-select:none}th.sortable:after{content:" \\2195";color:#9aa3ad}
-.err{color:#8b1a1a;font-family:ui-monospace,monospace;font-size:12px}
+border-radius:6px;flex:1 1 330px;max-width:560px}.pic{position:relative;display:block;width:fit-content;
+max-width:100%;margin:0 auto}.pic img{display:block;max-width:100%;max-height:460px;image-rendering:pixelated;
+background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}
+.mk{position:absolute;color:#fff;background:rgba(0,0,0,.6);font:600 12px/1 ui-monospace,monospace;padding:3px 5px;
+border-radius:3px}.mk.l{left:3px;top:50%;transform:translateY(-50%)}.mk.r{right:3px;top:50%;transform:translateY(-50%)}
+.mk.t{top:3px;left:50%;transform:translateX(-50%)}.mk.b{bottom:3px;left:50%;transform:translateX(-50%)}
+figcaption{color:#5b6470;font-size:12px;margin-top:4px}.sw{display:inline-block;width:12px;height:12px;
+border:1px solid #999;vertical-align:-1px;margin-right:4px}.ramp{height:10px;border:1px solid #999;margin-top:4px}
+.ticks{position:relative;height:14px;font-size:11px;color:#5b6470}
+.ticks span{position:absolute;white-space:nowrap;transform:translateX(-50%)}
+.ticks span:first-child{transform:none}.nowrap{white-space:nowrap}.ticks span:last-child{transform:translateX(-100%)}
+.cards{display:flex;flex-wrap:wrap;gap:10px}.card{background:#fff;border:1px solid #e0e3e8;border-radius:6px;
+padding:8px 14px;min-width:120px}.card b{display:block;font-size:20px}svg.chart{width:100%;max-width:760px;
+background:#fff;border:1px solid #e0e3e8;display:block}.note{color:#5b6470}details{margin:8px 0}
+summary{cursor:pointer;font-weight:600}pre{white-space:pre-wrap;word-break:break-all;background:#fff;
+border:1px solid #e0e3e8;padding:8px;font-size:12px}th.sortable{cursor:pointer;user-select:none}
+th.sortable:after{content:" \\2195";color:#9aa3ad}.err{color:#8b1a1a;font-family:ui-monospace,monospace;font-size:12px}
+.banner{margin:12px 0;padding:12px 16px;border-radius:6px;color:#fff;font-size:18px;font-weight:600}
+.banner small{display:block;font-size:13px;font-weight:400;opacity:.92}img.thumb{width:64px;height:auto;
+max-height:64px;object-fit:contain;image-rendering:pixelated;display:block;
+background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/8px 8px}
 """
 
-SORT_JS = """
-(function(){var t=document.getElementById('scenes');if(!t){return;}var hs=t.tHead.rows[0].cells;
-for(var i=0;i<hs.length;i++){(function(c){hs[c].classList.add('sortable');hs[c].addEventListener('click',function(){
-var b=t.tBodies[0],rs=Array.prototype.slice.call(b.rows),d=hs[c].getAttribute('data-dir')==='asc'?-1:1;
-rs.sort(function(x,y){var a=x.cells[c].getAttribute('data-v'),z=y.cells[c].getAttribute('data-v');
-var na=parseFloat(a),nz=parseFloat(z);if(!isNaN(na)&&!isNaN(nz)){return (na-nz)*d;}return a.localeCompare(z)*d;});
-rs.forEach(function(r){b.appendChild(r);});hs[c].setAttribute('data-dir',d===1?'asc':'desc');});})(i);}
-document.documentElement.setAttribute('data-ready','1');})();
-"""
 
-
-def _fmt(v: Any, digits: int = 3) -> str:
+# -- shared helpers ---------------------------------------------------------------------------
+def fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -64,18 +72,60 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = (), tid: str = "") -> str:
+def pct_small(v: float | None) -> str:
+    """A share that may be tiny: '0%', '0.03%', '12.5%' (a 0.0% beside 334 pixels reads as none)."""
+    if v is None:
+        return "–"
+    if v == 0:
+        return "0%"
+    return "< 0.01%" if v < 1e-4 else f"{100 * v:.2f}%" if v < 0.01 else f"{100 * v:.1f}%"
+
+
+def exact(values: Iterable[float] | None, single: bool = False) -> str | None:
+    """Numbers as stored, in the shortest form that reads back to the same value, never in
+    exponent form (``5300040``, not ``5.30004e+06``). ``single``: the values are float32
+    (NIfTI header fields), so 1.2 shows as 1.2, not as 1.2000000476837158."""
+    if values is None:
+        return None
+    kind = np.float32 if single else np.float64
+    return ", ".join(np.format_float_positional(kind(x), unique=True, trim="-") for x in values)
+
+
+def zone(tz: tzinfo | str | None) -> tzinfo | None:
+    """A tzinfo from a zone object or IANA name; None: this machine's local zone."""
+    return ZoneInfo(tz) if isinstance(tz, str) else tz
+
+
+def local_time(iso: str | None, tz: tzinfo | str | None = None, short: bool = False) -> str:
+    """'2026-05-03 02:14:07 CEST (UTC+02:00)' from an ISO time, in ``tz`` (default: local);
+    ``short``: '2026-05-03 02:14 CEST'."""
+    if not iso:
+        return "–"
+    try:
+        t = datetime.fromisoformat(iso).astimezone(zone(tz))
+    except ValueError:
+        return iso
+    name = t.tzname() or ""
+    if short:
+        return f"{t:%Y-%m-%d %H:%M} {name}".strip()
+    off = t.strftime("%z")
+    offset = "" if name == "UTC" else f" (UTC{off[:3]}:{off[3:]})"
+    return f"{t:%Y-%m-%d %H:%M:%S} {name}{offset}".strip()
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = (), tid: str = "") -> str:
+    """Cells are values (escaped, formatted) or (html, sort key) pairs."""
     num = set(numeric)
     th = "".join(f'<th class="n">{escape(h)}</th>' if i in num else f"<th>{escape(h)}</th>" for i, h in enumerate(head))
     body = []
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
-            html, sort = cell if isinstance(cell, tuple) else (escape(_fmt(cell)), cell)
+            html, sort = cell if isinstance(cell, tuple) else (escape(fmt(cell)), cell)
             cls = ' class="n"' if i in num else ""
             cells.append(f'<td{cls} data-v="{escape(str(sort if sort is not None else ""))}">{html}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -83,23 +133,23 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence
     return f"<table{ident}><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
-    return _table(("", ""), ((k, v) for k, v in pairs))
+def kv(pairs: Iterable[tuple[str, Any]]) -> str:
+    return table(("", ""), ((k, v) for k, v in pairs))
 
 
-def _page(title: str, body: str, script: str = "") -> str:
+def page(title: str, body: str, script: str = "") -> str:
     js = f"<script>{script}</script>" if script else ""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>{body}</main>{js}</body></html>")
 
 
-def _badge(status: str | None) -> str:
+def badge(status: str | None) -> str:
     s = status or "none"
     return f'<span class="badge {escape(s)}">{escape(status or "n/a")}</span>'
 
 
-def _swatch(color: Sequence[int]) -> str:
+def swatch(color: Sequence[int]) -> str:
     if len(color) < 3:
         return ""
     r, g, b = (int(x) for x in color[:3])
@@ -107,70 +157,92 @@ def _swatch(color: Sequence[int]) -> str:
 
 
 # -- scene ----------------------------------------------------------------------------------
-def scene_html(r: QAReport, images: Mapping[str, str]) -> str:
-    """``qa.html`` for one scene; ``images`` maps caption -> data URI."""
+def scene_html(r: QAReport, pictures: Sequence[Picture], tz: tzinfo | str | None = None) -> str:
+    """``qa.html`` for one scene or volume."""
     parts = [
-        f"<h1>{escape(r.scene)} {_badge(r.verdict.status)}</h1>",
-        f'<div class="sub">{escape(r.kind)} · {escape(r.input.path)} · report {escape(r.created)}</div>',
-        _reasons(r), _pictures(r, images), "<h2>Classes</h2>", _classes(r), _confidence(r), _seams(r),
+        f"<h1>{escape(r.scene)} {badge(r.verdict.status)}</h1>",
+        f'<div class="sub">{escape(r.kind)} · {escape(r.input.path)} · '
+        f"report {escape(local_time(r.created, tz))}</div>",
+        _reasons(r), _pictures(r, pictures), "<h2>Classes</h2>", _classes(r), _confidence(r), _seams(r),
         "<h2>Checks</h2>",
-        _table(("check", "result", "detail"), ((c.name, (_badge(c.status), c.status), c.detail) for c in r.checks)),
+        table(("check", "result", "detail"), ((c.name, (badge(c.status), c.status), c.detail) for c in r.checks)),
         "<h2>Performance</h2>", _performance(r), "<h2>Input</h2>", _input(r), "<h2>Model and settings</h2>",
         _model(r), _warnings(r),
     ]
-    return _page(f"QA {r.scene}: {r.verdict.status}", "".join(parts))
+    return page(f"QA {r.scene}: {r.verdict.status}", "".join(parts))
 
 
 def _reasons(r: QAReport) -> str:
     if not r.verdict.reasons:
         return "<p>No findings: every check and threshold passed.</p>"
-    items = "".join(f"<li>{_badge(x.severity)} {escape(x.message)}</li>" for x in r.verdict.reasons)
+    items = "".join(f"<li>{badge(x.severity)} {escape(x.message)}</li>" for x in r.verdict.reasons)
     return f'<h2>Findings</h2><ul class="reasons">{items}</ul>'
 
 
-def _pictures(r: QAReport, images: Mapping[str, str]) -> str:
-    if not images:
+def legend_html(g: Legend) -> str:
+    ticks = "".join(f'<span style="left:{100 * t:.0f}%">{escape(label)}</span>' for t, label in g.ticks)
+    return (f'<div class="ramp" style="background:{g.gradient}"></div><div class="ticks">{ticks}</div>'
+            f'<div class="note" style="font-size:12px">{escape(g.note)}</div>')
+
+
+def figure(p: Picture) -> str:
+    marks = "" if p.markers is None else "".join(
+        f'<span class="mk {side}">{escape(letter)}</span>' for side, letter in zip("lrtb", p.markers))
+    legend = legend_html(p.legend) if p.legend is not None else ""
+    return (f'<figure><div class="pic"><img alt="{escape(p.caption)}" src="{p.uri}">{marks}</div>'
+            f"<figcaption>{escape(p.caption)}</figcaption>{legend}</figure>")
+
+
+def _pictures(r: QAReport, pictures: Sequence[Picture]) -> str:
+    if not pictures:
         return ""
-    figs = "".join(f'<figure><img alt="{escape(cap)}" src="{uri}"><figcaption>{escape(cap)}</figcaption></figure>'
-                   for cap, uri in images.items())
-    legend = " ".join(f"{_swatch(c.color)}{escape(c.name)}" for c in r.classes)
-    ramp = (f'<div class="sub">confidence 0 → 1</div><div class="ramp" style="background:{ramp_css()}"></div>'
-            if r.confidence else "")
-    return f'<h2>Pictures</h2><div class="grid">{figs}</div><p>{legend}</p><div style="max-width:340px">{ramp}</div>'
+    legend = " ".join(f"{swatch(c.color)}{escape(c.name)}" for c in r.classes)
+    note = ("<p class=\"note\">Planes through the volume's centre as radiology viewers show them: the patient's "
+            "right on the image's left, anterior on the left of the sagittal plane; pixels are square in mm.</p>"
+            if r.kind == "volume" else "")
+    return f'<h2>Pictures</h2>{note}<div class="grid">{"".join(map(figure, pictures))}</div><p>{legend}</p>'
 
 
 def _classes(r: QAReport) -> str:
     vol = r.area.unit == "ml"
     size_head = "volume mL" if vol else "area ha"
     unit = "voxels" if r.kind == "volume" else "pixels"
-    head = ("class", unit, "fraction", size_head, "components", f"largest ({unit})", "edge", "nodata edge",
-            "mean conf.", "low conf.")
-
-    def flag(v: bool) -> tuple[str, int]:
-        return ('<span class="flag">touches</span>' if v else "no", int(v))
-
-    rows = [((f"{_swatch(c.color)}{escape(c.name)}", c.name), c.pixels, (_pct(c.fraction), c.fraction),
-             c.volume_ml if vol else c.area_ha, c.components, c.largest_component, flag(c.touches_border),
-             flag(c.touches_nodata), c.mean_confidence, (_pct(c.low_confidence_fraction), c.low_confidence_fraction))
+    head = ("class", unit, "fraction", size_head, "components", f"largest ({unit})", "on image edge",
+            "next to nodata")
+    rows = [((f"{swatch(c.color)}{escape(c.name)}", c.name), c.pixels, (pct(c.fraction), c.fraction),
+             c.volume_ml if vol else c.area_ha, c.components, c.largest_component,
+             ("yes" if c.touches_border else "no", int(c.touches_border)),
+             ("yes" if c.touches_nodata else "no", int(c.touches_nodata)))
             for c in r.classes]
-    note = f'<p class="sub">{escape(r.area.note)}</p>' if r.area.note else ""
-    return _table(head, rows, numeric=(1, 2, 3, 4, 5, 8, 9)) + note
+    note = ('<p class="note">"On image edge" / "next to nodata": objects there may be cut off, so their '
+            "size is a lower bound (information, not a failure).</p>")
+    area = f'<p class="note">{escape(r.area.note)}</p>' if r.area.note else ""
+    return table(head, rows, numeric=(1, 2, 3, 4, 5)) + note + area
 
 
 def _confidence(r: QAReport) -> str:
     c = r.confidence
-    ent = f"mean entropy {_fmt(r.mean_entropy)} nats" if r.mean_entropy is not None else ""
+    unit = "voxels" if r.kind == "volume" else "pixels"
     if c is None:
-        return f"<h2>Confidence</h2><p>Not recorded for this scene. {escape(ent)}</p>"
-    top = max(c.histogram) or 1
-    bars = "".join(f'<div title="{i / len(c.histogram):.2f}–{(i + 1) / len(c.histogram):.2f}: {n:,}" '
-                   f'style="height:{100 * n / top:.1f}%"></div>' for i, n in enumerate(c.histogram))
+        ent = f" Mean entropy {fmt(r.mean_entropy)} nats." if r.mean_entropy is not None else ""
+        return f"<h2>Confidence</h2><p>Not recorded for this scene.{escape(ent)}</p>"
+    below = sum(n for i, n in enumerate(c.histogram) if (i + 1) / len(c.histogram) <= c.low_threshold + 1e-9)
     cards = "".join(f'<div class="card">{escape(k)}<b>{escape(v)}</b></div>' for k, v in (
-        ("mean confidence", f"{c.mean:.3f}"), (f"below {c.low_threshold:.2f}", _pct(c.low_fraction)),
-        ("mean entropy", _fmt(c.mean_entropy)),
+        ("mean confidence", f"{c.mean:.3f}"),
+        (f"{unit} below {c.low_threshold:.2f}", f"{below:,} ({pct_small(c.low_fraction)})"),
+        ("mean entropy (nats)", fmt(c.mean_entropy)),
     ))
-    return (f'<h2>Confidence</h2><div class="cards">{cards}</div><p class="sub">Histogram of the max class '
-            f'probability, 0 → 1</p><div class="hist">{bars}</div>')
+    chart = histogram_svg(c.histogram, low=c.low_threshold, unit=unit, title="confidence histogram")
+    rows = [((f"{swatch(k.color)}{escape(k.name)}", k.name), k.pixels, k.mean_confidence,
+             (pct_small(k.low_confidence_fraction), k.low_confidence_fraction),
+             (spark_svg(k.confidence_histogram, low=c.low_threshold, unit=unit)
+              if k.confidence_histogram else "–", k.mean_confidence))
+            for k in r.classes]
+    per_class = table(("class", unit, "mean confidence", f"below {c.low_threshold:.2f}", "histogram (log)"),
+                      rows, numeric=(1, 2, 3))
+    return (f'<h2>Confidence</h2><div class="cards">{cards}</div><p class="sub">Max class probability of every '
+            f"valid {unit[:-1]}, log scale: {below:,} {unit} lie in the bins below {c.low_threshold:.2f} "
+            f"(orange).</p>{chart}<h3>By class</h3>{per_class}")
 
 
 def _seams(r: QAReport) -> str:
@@ -178,43 +250,65 @@ def _seams(r: QAReport) -> str:
     if s is None:
         return ""
     score = "n/a (single tile)" if s.score is None else f"{s.score:.2f}"
+    border = f"{s.border_rate:.3f}" if s.border_pairs else "n/a (no pixel pairs across tile borders)"
+    interior = f"{s.interior_rate:.3f}" if s.interior_pairs else "n/a (no interior pixel pairs)"
     return ("<h2>Seams</h2><p>Prediction changes across tile borders versus elsewhere; about 1 is clean, "
-            "higher means tiles disagree where they meet.</p>" + _kv((
-                ("seam score", score), ("border disagreement rate", s.border_rate),
-                ("interior disagreement rate", s.interior_rate), ("border pixel pairs", s.border_pairs),
+            "higher means tiles disagree where they meet.</p>" + kv((
+                ("seam score", score), ("border disagreement rate", border),
+                ("interior disagreement rate", interior), ("border pixel pairs", s.border_pairs),
                 ("interior pixel pairs", s.interior_pairs))))
+
+
+_SCOPE = {"scene": "this scene", "sampled": "this scene, sampled every 20 ms",
+          "process": "the process's high-water mark: includes whatever it ran before"}
 
 
 def _performance(r: QAReport) -> str:
     p = r.performance
+    peak = None
+    if p.peak_rss_mb is not None:
+        rise = f"; {p.peak_rss_mb - p.rss_start_mb:+,.0f} MiB over the {p.rss_start_mb:,.0f} MiB the process " \
+            "held at its start" if p.rss_start_mb is not None else ""
+        peak = f"{p.peak_rss_mb:,.0f} MiB ({_SCOPE.get(p.peak_rss_scope or '', '?')}{rise})"
     pairs = [(f"stage: {k}", f"{v:.2f} s") for k, v in p.stages_s.items()]
     pairs += [("total", f"{p.total_s:.2f} s" if p.total_s is not None else None),
               ("QA", f"{p.qa_s:.2f} s" if p.qa_s is not None else None),
               ("throughput", f"{p.mpix_per_s:.2f} Mpix/s" if p.mpix_per_s is not None else
                f"{p.slices_per_s:.2f} slices/s" if p.slices_per_s is not None else None),
-              ("peak RAM", f"{p.peak_rss_mb:,.0f} MiB" if p.peak_rss_mb is not None else None),
+              ("peak RAM", peak),
               ("peak GPU memory", f"{p.peak_gpu_mb:,.0f} MiB" if p.peak_gpu_mb is not None else None),
-              ("device / precision", f"{p.device or '–'} / {p.precision or '–'}"),
-              ("tiles (skipped)", f"{_fmt(p.tiles_total)} ({_fmt(p.tiles_skipped)})")]
-    return _kv(pairs)
+              ("device / precision", f"{p.device or '–'} / {p.precision or '–'}"
+                                       + (f" ({p.precision_reason})" if p.precision_reason else "")),
+              ("tiles (skipped)", f"{fmt(p.tiles_total)} ({fmt(p.tiles_skipped)})")]
+    return kv(pairs)
 
 
 def _input(r: QAReport) -> str:
     i = r.input
     size = " x ".join(str(x) for x in (i.width, i.height, i.depth) if x is not None)
-    return _kv((("size", size), ("bands", ", ".join(map(str, i.bands)) or None), ("dtype", i.dtype),
-                ("CRS", i.crs_name), ("transform", ", ".join(f"{x:g}" for x in i.transform) if i.transform else None),
-                ("pixel size / spacing", ", ".join(f"{x:g}" for x in i.pixel_size) if i.pixel_size else None),
-                ("orientation", i.orientation), ("nodata", i.nodata), ("valid fraction", _pct(i.valid_fraction)),
-                ("valid pixels", i.valid_pixels)))
+    if r.kind == "scene":
+        pairs = [("size", size), ("bands", ", ".join(map(str, i.bands)) or None), ("dtype", i.dtype),
+                 ("CRS", i.crs_name), ("transform", exact(i.transform)), ("pixel size", exact(i.pixel_size))]
+    else:
+        pairs = [("size", size), ("dtype", i.dtype), ("voxel spacing (mm)", exact(i.pixel_size, single=True)),
+                 ("orientation (voxel axes)", i.orientation)]
+        if i.transform:
+            pairs.append(("affine (row-major)", exact(i.transform)))
+    if i.qform_code is not None or i.sform_code is not None:
+        pairs.append(("qform_code / sform_code", f"{fmt(i.qform_code)} / {fmt(i.sform_code)}"))
+    unit = "pixels" if r.kind == "scene" else "voxels"
+    if r.kind == "scene":
+        pairs.append(("nodata", i.nodata))
+    pairs += [("valid fraction", pct(i.valid_fraction)), (f"valid {unit}", i.valid_pixels)]
+    return kv(pairs)
 
 
 def _model(r: QAReport) -> str:
     m = r.model
     s = r.settings
     keys = ("tile", "overlap", "blend", "tta", "precision", "device", "batch_size", "confidence")
-    return _kv([("checkpoint", m.path), ("sha256", m.sha256), ("classes", ", ".join(m.class_names))]
-               + [(k, s.get(k)) for k in keys if k in s]) + (
+    return kv([("checkpoint", m.path), ("sha256", m.sha256), ("classes", ", ".join(m.class_names))]
+              + [(k, s.get(k)) for k in keys if k in s]) + (
         f"<details><summary>All settings</summary><pre>{escape(json.dumps(s, indent=2, default=str))}</pre></details>")
 
 
@@ -222,58 +316,3 @@ def _warnings(r: QAReport) -> str:
     if not r.warnings:
         return ""
     return "<h2>Warnings</h2><ul>" + "".join(f"<li>{escape(w)}</li>" for w in r.warnings) + "</ul>"
-
-
-# -- run ------------------------------------------------------------------------------------
-def run_html(s: RunSummary) -> str:
-    """``run_report.html``: totals, the sortable scene table, failures and drift."""
-    t = s.totals
-    cards = [("scenes", t.scenes), ("complete", t.complete), ("failed", t.failed)]
-    cards += [(k, t.verdicts.get(k, 0)) for k in ("pass", "warn", "fail")]
-    cards += [("drift flags", t.drifted), ("duration", f"{t.duration_s:,.0f} s"), ("Mpix", f"{t.mpix:,.1f}")]
-    card_html = "".join(f'<div class="card">{escape(k)}<b>{escape(_fmt(v))}</b></div>' for k, v in cards)
-    parts = [f"<h1>Run {escape(s.run_id)}</h1>",
-             f'<div class="sub">job {escape(s.job)} · built {escape(s.created)} · '
-             f"{s.history_runs} earlier run(s) in the drift history</div>",
-             f'<div class="cards" style="margin-top:10px">{card_html}</div>',
-             "<h2>Scenes</h2><p class=\"sub\">Click a column to sort.</p>", _scene_table(s), _failures(s),
-             _drift(s)]
-    return _page(f"Run {s.run_id}", "".join(parts), SORT_JS)
-
-
-_VRANK = {"fail": 0, "warn": 1, "pass": 2, None: 3}
-
-
-def _scene_table(s: RunSummary) -> str:
-    rows = []
-    for r in s.rows:
-        name = (f'<a href="{escape(r.qa_html)}">{escape(r.scene)}</a>' if r.qa_html else escape(r.scene), r.scene)
-        reasons = r.reasons + [f"drift: {d}" for d in r.drift]
-        main = sorted(((v, k) for k, v in r.class_areas_ha.items() if v is not None), reverse=True)[:3]
-        areas = ", ".join(f"{k} {v:,.2f} ha" for v, k in main) or ", ".join(
-            f"{k} {100 * v:.1f}%" for k, v in sorted(r.class_fractions.items(), key=lambda kv: -kv[1])[:3])
-        rows.append((name, r.status, (_badge(r.verdict), _VRANK[r.verdict]),
-                     ("<br>".join(escape(x) for x in reasons) or "–", len(reasons)),
-                     (escape(areas) or "–", areas), r.duration_s))
-    return _table(("scene", "status", "verdict", "reasons", "main classes", "duration s"), rows,
-                  numeric=(5,), tid="scenes")
-
-
-def _failures(s: RunSummary) -> str:
-    failed = [r for r in s.rows if r.status == "failed"]
-    if not failed:
-        return ""
-    items = "".join(f'<li><b>{escape(r.scene)}</b>: <span class="err">{escape(r.error or "unknown error")}</span></li>'
-                    for r in failed)
-    return f"<h2>Failed scenes</h2><ul>{items}</ul>"
-
-
-def _drift(s: RunSummary) -> str:
-    if not s.baseline:
-        return ("<h2>Drift</h2><p>Not enough history yet: class fractions are compared with earlier runs "
-                "of this job once there are enough of them.</p>")
-    rows = [(k, b.runs, b.samples, (_pct(b.mean), b.mean), (_pct(b.sd), b.sd), (_pct(b.low), b.low),
-             (_pct(b.high), b.high)) for k, b in s.baseline.items()]
-    return ("<h2>Drift</h2><p>Per-class fraction of valid pixels in earlier runs; a scene outside "
-            "[low, high] is flagged in the table.</p>"
-            + _table(("class", "runs", "scenes", "mean", "sd", "low", "high"), rows, numeric=(1, 2, 3, 4, 5, 6)))

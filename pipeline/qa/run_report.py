@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..files import RECORD_NAME, write_json_atomic, write_text_atomic
+from ..files import RECORD_NAME, STATE, FileLock, remove_partials, write_json_atomic, write_text_atomic
 from .drift import HistoryEntry, baseline, drift_flags, earlier_runs
-from .html import run_html
+from .html_run import run_html
 from .read import read_json
 from .schema import (QA_HTML, QA_JSON, RUN_REPORT_HTML, RUN_SUMMARY_JSON, SCHEMA_VERSION, QAReport, QAThresholds,
                      RunRow, RunSummary, RunTotals)
@@ -33,7 +33,8 @@ from .verdict import VERDICT_RANK, decide
 log = logging.getLogger(__name__)
 
 ERROR_JSON = "error.json"
-HISTORY = Path(".segpipe") / "history.jsonl"
+HISTORY = Path(STATE) / "history.jsonl"
+REPORT_LOCK_WAIT_S = 600.0  # another run writing the same report: it takes seconds
 
 
 @dataclass(frozen=True)
@@ -47,31 +48,46 @@ class SceneEntry:
     duration_s: float | None = None
 
 
+def error_path(scene_dir: Path) -> Path:
+    """Where a failed scene's last error is kept: beside its folder, which stays as it was."""
+    return scene_dir.parent / STATE / "errors" / f"{scene_dir.name}.json"
+
+
 def write_scene_error(scene_dir: str | Path, error: BaseException | str) -> Path:
-    """Leave ``error.json`` in a failed scene's folder so a rebuilt report still lists the failure."""
-    scene_dir = Path(scene_dir)
-    scene_dir.mkdir(parents=True, exist_ok=True)
+    """Keep a failed scene's error so a rebuilt report still lists the failure (the next success removes it).
+
+    Not in the scene's folder: a failed re-run leaves the last good outputs exactly as they were.
+    """
+    path = error_path(Path(scene_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
     msg = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return write_json_atomic(scene_dir / ERROR_JSON, {"error": msg, "time": _now()})
+    return write_json_atomic(path, {"error": msg, "time": _now()})
 
 
 def collect_scene_entries(run_root: str | Path) -> list[SceneEntry]:
-    """Scene folders under ``run_root`` (those with a qa.json, record.json or error.json)."""
+    """Scenes under ``run_root``: folders with a qa.json or record.json, and failures on record.
+
+    A failure on record is the scene's last attempt: it is listed as failed even where the
+    folder still holds an earlier run's good outputs.
+    """
+    run_root = Path(run_root)
+    found = {d.name: d for d in run_root.iterdir() if d.is_dir() and not d.name.startswith(".")
+             and ((d / QA_JSON).is_file() or (d / RECORD_NAME).is_file() or (d / ERROR_JSON).is_file())}
+    found.update({p.stem: run_root / p.stem for p in (run_root / STATE / "errors").glob("*.json")})
     entries = []
-    for d in sorted(p for p in Path(run_root).iterdir() if p.is_dir() and not p.name.startswith(".")):
-        has = {n: (d / n).is_file() for n in (QA_JSON, RECORD_NAME, ERROR_JSON)}
-        if has[QA_JSON] or has[RECORD_NAME]:
-            entries.append(SceneEntry(d.name, d, "complete"))
-        elif has[ERROR_JSON]:
-            err = (read_json(d / ERROR_JSON) or {}).get("error", "unknown error")
-            entries.append(SceneEntry(d.name, d, "failed", str(err)))
+    for name, d in sorted(found.items()):
+        err = read_json(error_path(d)) or (read_json(d / ERROR_JSON) if not (d / RECORD_NAME).is_file() else None)
+        if err is not None:
+            entries.append(SceneEntry(name, d, "failed", str(err.get("error", "unknown error"))))
+        else:
+            entries.append(SceneEntry(name, d, "complete"))
     return entries
 
 
 def write_run_report(run_root: str | Path, scene_entries: Sequence[SceneEntry] | None = None, *,
                      run_id: str | None = None, job: str = "default", history_path: str | Path | None = None,
                      thresholds: QAThresholds | None = None, update_history: bool = True,
-                     redecide: bool = False) -> tuple[Path, Path]:
+                     redecide: bool = False, tz: Any = None) -> tuple[Path, Path]:
     """Build the run report; returns (run_report.html, run_summary.json).
 
     Args:
@@ -83,8 +99,26 @@ def write_run_report(run_root: str | Path, scene_entries: Sequence[SceneEntry] |
             path shared by the job's runs when each run writes to a new root).
         thresholds: drift settings, and the thresholds to re-decide verdicts with when ``redecide``.
         update_history: add/replace this run's entry in the history.
+        tz: the time zone the page shows times in (``tzinfo`` or IANA name, e.g. the job's
+            schedule zone; default: this machine's). ``run_summary.json`` keeps UTC.
     """
     run_root = Path(run_root)
+    lock = FileLock(run_root / STATE / "locks" / "run_report.lock")
+    if lock.acquire(wait_s=REPORT_LOCK_WAIT_S):  # two runs writing the report: one after the other
+        remove_partials(run_root)  # left by a killed report write; nobody else writes them now
+        remove_partials(run_root / STATE)
+    else:
+        log.warning("%s: the run report is still locked by %s; writing it anyway", run_root, lock.holder())
+    try:
+        return _write_run_report(run_root, scene_entries, run_id, job, history_path, thresholds, update_history,
+                                 redecide, tz)
+    finally:
+        lock.release()
+
+
+def _write_run_report(run_root: Path, scene_entries: Sequence[SceneEntry] | None, run_id: str | None, job: str,
+                      history_path: str | Path | None, thresholds: QAThresholds | None, update_history: bool,
+                      redecide: bool, tz: Any) -> tuple[Path, Path]:
     entries = list(scene_entries) if scene_entries is not None else collect_scene_entries(run_root)
     run_id = run_id or run_root.name
     th = thresholds or QAThresholds()
@@ -94,7 +128,7 @@ def write_run_report(run_root: str | Path, scene_entries: Sequence[SceneEntry] |
     earlier = earlier_runs(history, job, run_id)
     summary = summarize(rows, run_id=run_id, job=job, earlier=earlier, thresholds=th)
     json_path = write_json_atomic(run_root / RUN_SUMMARY_JSON, summary.model_dump(mode="json"))
-    html_path = write_text_atomic(run_root / RUN_REPORT_HTML, run_html(summary))
+    html_path = write_text_atomic(run_root / RUN_REPORT_HTML, run_html(summary, tz))
     if update_history:
         write_history(hist_path, history, history_entry(summary))
     return html_path, json_path
@@ -124,7 +158,8 @@ def _report_row(run_root: Path, e: SceneEntry, report: QAReport | None, redecide
                       error=None if record else "no qa.json and no record.json")
     if redecide is not None:
         report = report.model_copy(update={"verdict": decide(report, redecide)})
-    return report_row(report, _rel(e.scene_dir / QA_HTML, run_root), duration)
+    row = report_row(report, _rel(e.scene_dir / QA_HTML, run_root), duration)
+    return row.model_copy(update={"scene": e.scene})  # a series' qa.json is its worst volume's, titled "name t3"
 
 
 def load_report(path: Path) -> QAReport | None:
@@ -150,6 +185,8 @@ def report_row(r: QAReport, qa_html: str | None, duration_s: float | None) -> Ru
         reasons=[x.message for x in r.verdict.reasons if x.severity != "info"],
         class_fractions={} if empty else {c.name: c.fraction for c in r.classes},
         class_areas_ha={c.name: c.area_ha for c in r.classes} if r.area.unit == "m2" else {},
+        class_volumes_ml={c.name: c.volume_ml for c in r.classes} if r.area.unit == "ml" else {},
+        background=r.classes[0].name if r.classes else None, thumbnail=r.thumbnail, finished=r.created,
         duration_s=duration_s if duration_s is not None else r.performance.total_s,
         mpix=r.input.width * r.input.height * (r.input.depth or 1) / 1e6, qa_html=qa_html,
     )

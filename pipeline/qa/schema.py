@@ -94,6 +94,8 @@ class InputFacts(_Model):
     transform: list[float] | None = None
     pixel_size: list[float] | None = Field(None, description="(x, y) in CRS units, or voxel spacing (mm)")
     orientation: str | None = None
+    qform_code: int | None = Field(None, description="volumes: the NIfTI header's qform_code (0 = none)")
+    sform_code: int | None = Field(None, description="volumes: the NIfTI header's sform_code (0 = none)")
     nodata: float | None = None
     valid_pixels: int
     total_pixels: int
@@ -132,6 +134,8 @@ class ClassStats(_Model):
     touches_nodata: bool = Field(description="some pixel of the class borders nodata (may be truncated)")
     mean_confidence: float | None = None
     low_confidence_fraction: float | None = None
+    confidence_histogram: list[int] | None = Field(
+        None, description="this class's pixels per equal-width confidence bin of [0, 1] (as ConfidenceStats)")
 
 
 class ConfidenceStats(_Model):
@@ -157,9 +161,15 @@ class Performance(_Model):
     mpix_per_s: float | None = None
     slices_per_s: float | None = None
     peak_rss_mb: float | None = None
+    peak_rss_scope: Literal["scene", "sampled", "process"] | None = Field(
+        None, description="scene: peak resident memory while this scene ran (the kernel's high-water mark, "
+        "reset at its start); sampled: the same, sampled every 20 ms where the mark cannot be reset; "
+        "process: the process's high-water mark (records written before segpipe measured per scene)")
+    rss_start_mb: float | None = Field(None, description="resident memory when the scene started (MiB)")
     peak_gpu_mb: float | None = None
     device: str | None = None
     precision: str | None = None
+    precision_reason: str | None = None  # why that precision ran (auto: what the device has)
     tiles_total: int | None = None
     tiles_skipped: int | None = None
 
@@ -184,6 +194,7 @@ class QAReport(_Model):
     outputs: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     verdict: Verdict
+    thumbnail: str | None = Field(None, description="a small picture of the mask (data URI) for the run report")
 
 
 class RunRow(_Model):
@@ -195,11 +206,32 @@ class RunRow(_Model):
     reasons: list[str] = Field(default_factory=list)
     class_fractions: dict[str, float] = Field(default_factory=dict)
     class_areas_ha: dict[str, float | None] = Field(default_factory=dict)
+    class_volumes_ml: dict[str, float | None] = Field(default_factory=dict)
+    background: str | None = Field(None, description="the name of class 0, left out of the main classes")
+    thumbnail: str | None = Field(None, description="the scene's mask thumbnail (data URI), from its qa.json")
+    finished: str | None = Field(None, description="when the scene's QA report was written (ISO, UTC)")
     duration_s: float | None = None
     mpix: float | None = None
     qa_html: str | None = Field(None, description="path of the scene's qa.html, relative to the run root")
     error: str | None = None
     drift: list[str] = Field(default_factory=list)
+
+    def main_classes(self, n: int = 3) -> str:
+        """'water 12.34 ha (41.0%), built 3.10 ha (10.2%)': the largest classes of interest.
+
+        Background (class 0) is left out: it is the largest class of nearly every scene and
+        would push the one a reviewer looks for (water, a kidney) off the list. Areas in ha,
+        volumes in mL, else the fraction of valid pixels.
+        """
+        top = sorted(((f, k) for k, f in self.class_fractions.items() if k != self.background and f > 0),
+                     reverse=True)[:n]
+        parts = []
+        for frac, name in top:
+            ha, ml = self.class_areas_ha.get(name), self.class_volumes_ml.get(name)
+            size = f"{ha:,.2f} ha ({100 * frac:.1f}%)" if ha is not None else \
+                f"{ml:,.1f} mL" if ml is not None else f"{100 * frac:.1f}%"
+            parts.append(f"{name} {size}")
+        return ", ".join(parts)
 
 
 class ClassBaseline(_Model):

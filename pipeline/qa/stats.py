@@ -23,24 +23,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..engine.bands import PROB_SCALE
 from ..threads import Consumer
 from ..tiling import TileGrid
 from .area import PixelArea, pixel_area, voxel_volume
 from .components import Connectivity, StreamingComponents, side
 from .schema import AreaInfo, ClassStats, ConfidenceStats, SeamStats
 from .seams import SeamAccumulator
-from .tally import TALLY_KEYS, BandTallier
+from .tally import TALLY_KEYS, UNSURE_KEY, BandTallier, host_tensor, unsure_cells
+from .confidence import HIST_BINS, class_confidence, confidence_stats
+from .thumbgrid import SceneThumbs, VolumePlanes
 
-# Confidence arrives as uint8 p x 254 (pipeline.engine.bands.PROB_SCALE); 255 is nodata.
-_CONF_SCALE = float(PROB_SCALE)
-HIST_BINS = 20
-
-
-def thumb_shape(height: int, width: int, side: int) -> tuple[int, int]:
-    """Thumbnail (rows, cols) keeping the aspect ratio, longest side at most ``side``."""
-    f = max(1.0, max(height, width) / side)
-    return max(1, round(height / f)), max(1, round(width / f))
+UNSURE_BELOW = 0.9  # "unsure": less than 90 % sure (the scene page's picture of where)
 
 
 @dataclass(frozen=True)
@@ -56,9 +49,11 @@ class QAStats:
     mean_entropy: float | None
     seams: SeamStats | None
     label_thumb: np.ndarray | None
-    confidence_thumb: np.ndarray | None
+    unsure_thumb: np.ndarray | None  # share of each thumbnail cell's valid pixels below ``unsure_threshold``
     observe_s: float
     input_thumb: tuple[np.ndarray, np.ndarray] | None = None  # (bands, h, w) data and validity
+    unsure_threshold: float | None = None  # the threshold ``unsure_thumb`` counted against
+    confidence_planes: dict[int, np.ndarray] | None = None  # volumes: fixed canonical axis -> centre plane
 
     @property
     def valid_fraction(self) -> float:
@@ -89,7 +84,12 @@ class SceneQA:
             n-th row and column (n = ``components_step``, reported per class) so that QA keeps
             up with a GPU: objects narrower than n pixels can be missed and the largest
             component's size is scaled by n squared. Counts, areas and flags stay exact.
-        thumb_side: longest side of the streamed label/confidence thumbnails.
+        thumb_side: longest side of the streamed label/input/unsure thumbnails.
+        unsure_below: the confidence the "where the model is unsure" thumbnail counts pixels
+            below. Higher than the verdict's ``low_confidence`` (0.5) on purpose: a good model
+            has almost no pixel below 0.5, yet a reviewer wants to see where it hesitates.
+        slice_axis: volumes: the canonical axis the slices run along; given, the confidence of
+            the three centre planes is kept for the report's pictures.
         threaded: do the work in a thread of its own, so the engine's writer thread only
             hands bands over (a bounded queue of 2 keeps memory flat).
         component_workers: threads labelling classes at once (default: one per 4 CPU cores,
@@ -100,7 +100,8 @@ class SceneQA:
                  grid: TileGrid | None = None, area: PixelArea | None = None, *, depth: int | None = None,
                  colors: list[tuple[int, int, int]] | None = None, connectivity: Connectivity = "face",
                  components: bool = True, thumb_side: int = 512, threaded: bool = False,
-                 components_max_mpix: float = COMPONENTS_MAX_MPIX, component_workers: int | None = None) -> None:
+                 components_max_mpix: float = COMPONENTS_MAX_MPIX, component_workers: int | None = None,
+                 unsure_below: float = UNSURE_BELOW, slice_axis: int | None = None) -> None:
         self.class_names = list(class_names)
         self.colors = [list(c) for c in colors] if colors else []
         self.k = len(self.class_names)
@@ -118,7 +119,11 @@ class SceneQA:
         fn = self._observe_band if depth is None else self._observe_slice
         self._worker = Consumer(lambda item: fn(*item), role="qa", maxsize=2) if threaded else None
         self.seams = SeamAccumulator(grid) if grid is not None else None
-        self._tallier = BandTallier(self.k)  # the host path: bands that came without tallies
+        self.thumbs = SceneThumbs(height, width, thumb_side, unsure_below) if depth is None else None
+        self.planes = VolumePlanes(depth, height, width, slice_axis) \
+            if depth is not None and slice_axis is not None else None
+        # the host path: bands that came without tallies
+        self._tallier = BandTallier(self.k, self.thumbs.cells if self.thumbs is not None else None)
         self.counts = np.zeros(self.k, dtype=np.int64)
         self.area_m2 = np.zeros(self.k, dtype=np.float64)
         self.conf_joint: np.ndarray | None = None  # (K, 256) pixels per class and confidence byte
@@ -129,17 +134,6 @@ class SceneQA:
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # last plane's labels, valid
         self._next = 0
         self.busy_s = 0.0
-        self._thumb = thumb_shape(height, width, thumb_side) if depth is None else None
-        self._input_thumb: tuple[np.ndarray, np.ndarray] | None = None
-        if self._thumb is not None:
-            th, tw = self._thumb
-            self._thumb_rows = ((np.arange(th) + 0.5) * height / th).astype(np.int64)
-            self._thumb_cols = ((np.arange(tw) + 0.5) * width / tw).astype(np.int64)
-            col_bin = np.arange(width) * tw // width
-            self._col_starts = np.flatnonzero(np.r_[True, col_bin[1:] != col_bin[:-1]])
-            self.label_thumb = np.full((th, tw), 255, dtype=np.uint8)
-            self._conf_sum = np.zeros((th, tw), dtype=np.float64)
-            self._conf_n = np.zeros((th, tw), dtype=np.int64)
 
     @classmethod
     def for_scene(cls, info: Any, grid: TileGrid, class_names: tuple[str, ...],
@@ -158,7 +152,7 @@ class SceneQA:
     # -- feeding -----------------------------------------------------------------------------
     def band_reducer(self) -> BandTallier:
         """A tallier for the stitcher to run on each finished band on its device (one per run)."""
-        return BandTallier(self.k)
+        return BandTallier(self.k, self.thumbs.cells if self.thumbs is not None else None)
 
     def __call__(self, band: Any) -> None:
         """Band observer for a scene's run: takes a :class:`~pipeline.engine.bands.Band`."""
@@ -194,7 +188,13 @@ class SceneQA:
         self._accumulate(labels, valid, confidence, entropy_sum, row0, tallies)
         if self.seams is not None:
             self.seams.add(row0, tallies["seam_cols"], tallies["seam_rows"])
-        self._thumbs(row0, labels, valid, confidence)
+        assert self.thumbs is not None
+        self.thumbs.add_labels(row0, labels, valid)
+        if confidence is not None:
+            cells = tallies.get(UNSURE_KEY)
+            if cells is None:  # the band's tallier had no thumbnail grid: count here
+                cells = unsure_cells(row0, host_tensor(valid), host_tensor(confidence), self.thumbs.cells).numpy()
+            self.thumbs.add_unsure(row0, cells)
         self.busy_s += time.perf_counter() - t
 
     def observe_slice(self, index: int, labels: np.ndarray, valid: np.ndarray,
@@ -219,6 +219,8 @@ class SceneQA:
                          entropy_sum, index, tallies)
         if self.seams is not None:
             self.seams.add(0, tallies["seam_cols"], tallies["seam_rows"])
+        if self.planes is not None and confidence is not None:
+            self.planes.add(index, confidence, valid)
         self.busy_s += time.perf_counter() - t
 
     def _accumulate(self, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None,
@@ -309,32 +311,8 @@ class SceneQA:
         may overlap. Reading a thumbnail back from a scene without overviews would decode all of
         it again, so the engine feeds it here instead.
         """
-        if self._thumb is None:
-            return
-        if self._input_thumb is None:
-            b = min(3, data.shape[0])
-            self._input_thumb = (np.zeros((b, *self._thumb), data.dtype), np.zeros(self._thumb, bool))
-        sel = (self._thumb_rows >= row0) & (self._thumb_rows < row0 + data.shape[1])
-        if sel.any():
-            rows = self._thumb_rows[sel] - row0
-            thumb, tvalid = self._input_thumb
-            thumb[:, sel] = data[: thumb.shape[0]][:, rows][:, :, self._thumb_cols]
-            tvalid[sel] = valid[rows][:, self._thumb_cols]
-
-    def _thumbs(self, row0: int, labels: np.ndarray, valid: np.ndarray, conf: np.ndarray | None) -> None:
-        h = labels.shape[0]
-        sel = (self._thumb_rows >= row0) & (self._thumb_rows < row0 + h)
-        if sel.any():
-            rows = self._thumb_rows[sel] - row0
-            self.label_thumb[sel] = np.where(valid[rows][:, self._thumb_cols], labels[rows][:, self._thumb_cols], 255)
-        if conf is not None and sel.any():
-            # Each thumbnail row: the mean over column blocks of its sampled image row (cheap, and
-            # unlike a nearest sample it does not alias the confidence's fine texture away).
-            rows = self._thumb_rows[sel] - row0
-            v = valid[rows]
-            vals = np.where(v, conf[rows], 0).astype(np.float64)
-            self._conf_sum[sel] = np.add.reduceat(vals, self._col_starts, axis=1)
-            self._conf_n[sel] = np.add.reduceat(v.astype(np.int64), self._col_starts, axis=1)
+        if self.thumbs is not None:
+            self.thumbs.add_input(row0, data, valid)
 
     # -- results -------------------------------------------------------------------------
     def drain(self) -> None:
@@ -352,7 +330,7 @@ class SceneQA:
             self._worker.close()
         comps = self.components.close() if self.components is not None else None
         valid = max(self.valid_pixels, 1)
-        per_class_conf = self._class_confidence(low_confidence)
+        per_class_conf = class_confidence(self.conf_joint, self.k, low_confidence, hist_bins)
         classes = []
         for c, name in enumerate(self.class_names):
             classes.append(ClassStats(
@@ -373,10 +351,15 @@ class SceneQA:
         mean_entropy = self.entropy_sum / self.valid_pixels if self.valid_pixels else None
         return QAStats(
             kind=self.kind, valid_pixels=self.valid_pixels, total_pixels=self.total_pixels, area=self.area.info(),
-            classes=classes, confidence=self._confidence(low_confidence, hist_bins, mean_entropy),
+            classes=classes, confidence=confidence_stats(self.conf_joint, self.valid_pixels, low_confidence, hist_bins,
+                                                         mean_entropy),
             mean_entropy=mean_entropy, seams=seams,
-            label_thumb=self.label_thumb if self._thumb else None, confidence_thumb=self._conf_thumb(),
-            input_thumb=self._input_thumb,
+            label_thumb=self.thumbs.labels if self.thumbs else None,
+            unsure_thumb=self.thumbs.unsure_share() if self.thumbs else None,
+            input_thumb=self.thumbs.input if self.thumbs else None,
+            unsure_threshold=self.thumbs.unsure_below if self.thumbs else None,
+            confidence_planes=self.planes.canonical() if self.planes is not None and self.conf_joint is not None
+            else None,
             observe_s=self.busy_s,
         )
 
@@ -388,35 +371,3 @@ class SceneQA:
             return {}
         m2 = float(self.area_m2[c]) if a.varies_by_row else float(self.counts[c] * a.per_pixel)
         return {"area_m2": m2, "area_ha": m2 / 1e4}
-
-    def _class_confidence(self, low: float) -> list[dict[str, float | None]]:
-        if self.conf_joint is None:
-            return [{} for _ in range(self.k)]
-        low_bytes = np.arange(256) < low * _CONF_SCALE
-        p = np.minimum(np.arange(256), 254) / _CONF_SCALE
-        out = []
-        for c in range(self.k):
-            h = self.conf_joint[c]
-            n = int(h.sum())
-            out.append({"mean_confidence": float(h @ p / n), "low_confidence_fraction": float(h[low_bytes].sum() / n)}
-                       if n else {})
-        return out
-
-    def _confidence(self, low: float, bins: int, mean_entropy: float | None) -> ConfidenceStats | None:
-        if self.conf_joint is None or self.valid_pixels == 0:
-            return None
-        h = self.conf_joint.sum(axis=0)
-        p = np.minimum(np.arange(256), 254) / _CONF_SCALE
-        which = np.minimum((p * bins).astype(np.int64), bins - 1)
-        hist = np.bincount(which, weights=h, minlength=bins).astype(np.int64)
-        n = int(h.sum())
-        return ConfidenceStats(mean=float(h @ p / n), histogram=hist.tolist(), low_threshold=low,
-                               low_fraction=float(h[np.arange(256) < low * _CONF_SCALE].sum() / n),
-                               mean_entropy=mean_entropy)
-
-    def _conf_thumb(self) -> np.ndarray | None:
-        if self._thumb is None or self.conf_joint is None:
-            return None
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self._conf_sum / self._conf_n
-        return np.where(self._conf_n > 0, mean / _CONF_SCALE, np.nan).astype(np.float32)

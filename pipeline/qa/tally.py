@@ -18,14 +18,65 @@ Tallies of a band of ``h`` rows and ``W`` columns, K classes:
     seam_rows    (2, h)     int64   [pairs, changes] of vertical neighbours (y-1, y) for each
                                      row y of the band; its first row pairs with the previous
                                      band's last row (none at the top of a plane)
+    unsure_cells (r, tw, 2) int64   optional (a :class:`CellGrid` given, confidence present):
+                                     per thumbnail cell that the band's rows reach (thumbnail
+                                     rows ``first .. first + r - 1``, ``first`` from
+                                     :meth:`CellGrid.first_row`), [valid pixels, of them below
+                                     the low-confidence threshold]
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-TALLY_KEYS = ("joint", "valid", "seam_cols", "seam_rows")
+TALLY_KEYS = ("joint", "valid", "seam_cols", "seam_rows")  # every tallier computes these
+UNSURE_KEY = "unsure_cells"
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """A scene's thumbnail grid: image pixel (y, x) falls in cell (y * rows // height, x * cols // width).
+
+    ``low_byte``: a confidence byte below it counts as unsure (bytes are p x 254).
+    """
+
+    height: int
+    width: int
+    rows: int
+    cols: int
+    low_byte: int
+
+    @classmethod
+    def for_threshold(cls, height: int, width: int, rows: int, cols: int, low: float) -> CellGrid:
+        return cls(height, width, rows, cols, math.ceil(low * 254))  # byte b is low iff b < low x 254
+
+    def first_row(self, row0: int) -> int:
+        return row0 * self.rows // self.height
+
+
+def unsure_cells(row0: int, valid: torch.Tensor, confidence: torch.Tensor, grid: CellGrid) -> torch.Tensor:
+    """(r, cols, 2) [valid, unsure] pixel counts per thumbnail cell of a band's rows (see module docstring).
+
+    Rows are summed into their thumbnail row first, then columns into their cell (two
+    ``index_add_`` passes in int32: no per-pixel cell index is built, and no host sync).
+    """
+    h, w = valid.shape
+    dev = valid.device
+    first = grid.first_row(row0)
+    rows = torch.arange(row0, row0 + h, device=dev, dtype=torch.int64) * grid.rows // grid.height - first
+    r = (row0 + h - 1) * grid.rows // grid.height - first + 1
+    unsure = valid & (confidence < grid.low_byte)
+    per_row = torch.zeros((2, r, w), dtype=torch.int32, device=dev)
+    per_row[0].index_add_(0, rows, valid.to(torch.int32))
+    per_row[1].index_add_(0, rows, unsure.to(torch.int32))
+    cols = torch.arange(w, device=dev, dtype=torch.int64) * grid.cols // grid.width
+    cells = torch.zeros((2, r, grid.cols), dtype=torch.int64, device=dev)
+    cells.index_add_(2, cols, per_row.to(torch.int64))
+    return cells.permute(1, 2, 0)
 
 
 def class_ids(labels: torch.Tensor, valid: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -95,8 +146,9 @@ class BandTallier:
     :meth:`planes` does a whole stack of planes at once (a batch of volume slices).
     """
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, cells: CellGrid | None = None) -> None:
         self.k = num_classes
+        self.cells = cells
         self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @torch.inference_mode()
@@ -104,6 +156,8 @@ class BandTallier:
                  confidence: torch.Tensor | None) -> dict[str, torch.Tensor]:
         _check_shapes(labels, valid, confidence)
         out = self._tally(labels, valid, confidence, self._prev if row0 > 0 else None)
+        if self.cells is not None and confidence is not None:
+            out[UNSURE_KEY] = unsure_cells(row0, valid, confidence, self.cells)
         self._prev = (labels[-1].clone(), valid[-1].clone())
         return out
 

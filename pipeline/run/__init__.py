@@ -4,14 +4,43 @@
     geotiff.py  a raster scene's run (COGs)
     nifti.py    a NIfTI file's run (label volumes; each volume of a series)
     layer.py    what both stand on: streaming an image to its sinks, ending with QA and the record
-    folder.py   the input's output folder
+    folder.py   the input's output folder: locked, staged, swapped into place when complete
     qa.py       QA reports at the end, never at the cost of the outputs
     planes.py   whole planes of a volume for its QA
     record.py   record.json
+
+The names below are imported on first use (PEP 562): ``pipeline.run.record`` and ``.folder``
+load without torch, so a CLI that only reads records starts fast.
 """
 
-from .folder import prepare_scene_dir, scene_dir_for
-from .layer import ModelHandle, SceneResult
-from .segment import segment_file
+from __future__ import annotations
 
-__all__ = ["ModelHandle", "SceneResult", "prepare_scene_dir", "scene_dir_for", "segment_file"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "SceneBusy": "folder", "SceneChanged": "folder", "SceneFolder": "folder", "record_token": "folder",
+    "scene_dir_for": "folder", "ModelHandle": "layer", "SceneResult": "layer", "segment_file": "segment",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from .folder import SceneBusy, SceneChanged, SceneFolder, record_token, scene_dir_for
+    from .layer import ModelHandle, SceneResult
+    from .segment import segment_file
+

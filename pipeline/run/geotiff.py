@@ -21,6 +21,7 @@ import numpy as np
 from ..engine import Predictor, ProgressFn, resolve_device, stats_for
 from ..errors import SegpipeWarning, collected_warnings
 from ..options import RunOptions
+from ..peakmem import start_watch
 from ..qa import QAThresholds, SceneQA
 from ..qa.checks import check_vectors
 from ..qa.tally import BandTallier
@@ -34,8 +35,8 @@ from ..sinks.writer import Observer
 from ..spec import ModelSpec
 from ..threads import Task
 from ..tiling import TileGrid
-from .folder import prepare_scene_dir, scene_dir_for
-from .layer import ModelHandle, SceneResult, conclude, device_facts, finish_sinks, stream
+from .folder import SceneFolder
+from .layer import ModelHandle, SceneResult, check_model_kind, conclude, device_facts, finish_sinks, stream
 from .qa import ImageQA, attach_qa
 from .record import completion_record
 
@@ -53,27 +54,35 @@ def bound_gdal_cache() -> None:
 def segment_scene(input_path: str | Path, model: ModelHandle, out_root: str | Path,
                   options: RunOptions = RunOptions(), *, progress: ProgressFn | None = None,
                   observers: Sequence[Observer] = (), qa: bool = True,
-                  qa_thresholds: QAThresholds | None = None) -> SceneResult:
+                  qa_thresholds: QAThresholds | None = None, expect_record: str | None = None) -> SceneResult:
     """Segment one raster; write its outputs, QA report and (last) ``record.json`` under ``out_root/<name>/``.
 
-    ``observers`` see every finished band after the outputs got it (best effort, like QA).
+    ``observers`` see every finished band after the outputs got it (best effort, like QA);
+    ``expect_record``: as for :func:`pipeline.run.segment_file`.
     """
     input_path, out_root = as_input(input_path), Path(out_root)
     bound_gdal_cache()
+    start_watch(options.device)  # this scene's peak memory, not the process's (record facts)
     t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
+        check_model_kind(model, input_path, "scene")
         info = open_raster(input_path, model.spec.bands)
         _check_bands(info, model.spec)
-        scene_dir = scene_dir_for(input_path, out_root)
-        prepare_scene_dir(scene_dir)
         s = options.resolved(model.spec)
-        hasher = Task(input_identity, input_path, role="hash")
-        outputs, timings, facts, image_qa = _run(info, model, s, scene_dir, progress, observers, qa)
-        identity = hasher.result()
-    timings["total_s"] = time.perf_counter() - t0
-    record = _record(input_path, identity, info, model, s, outputs, timings, facts, msgs, started)
-    attach = None if image_qa is None else (lambda rec: attach_qa(rec, [image_qa], scene_dir, qa_thresholds))
-    return conclude(SceneResult(input_path, scene_dir, outputs, record, msgs), attach)
+        folder = SceneFolder.for_input(input_path, out_root)
+        scene_dir = folder.begin(expect=expect_record)
+        try:
+            hasher = Task(input_identity, input_path, role="hash")
+            outputs, timings, facts, image_qa = _run(info, model, s, scene_dir, progress, observers, qa)
+            identity = hasher.result()
+            timings["total_s"] = time.perf_counter() - t0
+            record = _record(input_path, identity, info, model, s, outputs, timings, facts, msgs, started)
+            attach = None if image_qa is None else (lambda rec: attach_qa(rec, [image_qa], scene_dir, qa_thresholds))
+            result = conclude(SceneResult(input_path, scene_dir, outputs, record, msgs), attach)
+        except BaseException:
+            folder.abort()
+            raise
+    return result.moved(folder.commit())
 
 
 def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, progress: ProgressFn | None,
@@ -88,7 +97,7 @@ def _run(info: RasterInfo, model: ModelHandle, s: RunOptions, scene_dir: Path, p
     watched = [Watched(f"observer {i}", obs) for i, obs in enumerate(observers)]
     if scene_qa is not None:
         watched.append(Watched("QA", scene_qa))
-    reader = StripReader(info, s.workers)
+    reader = StripReader(info, s.workers, any_band=s.nodata_rule == "any-band")
     try:
         norm = _norm_stats(reader, model.spec)
         sinks = SinkSet(scene_sinks(info, model.spec, s, scene_dir, provenance(info, model, s)))

@@ -1,11 +1,13 @@
 """What every input's run stands on, scene or volume: streaming one image through the engine
 to its sinks, and ending the run with its QA report and ``record.json``.
 
-A run (``run.geotiff`` / ``run.nifti``) opens its input, prepares its folder, and for each
+A run (``run.geotiff`` / ``run.nifti``) opens its input, locks its folder and stages a fresh
+one (``run.folder``: the last good outputs survive a failed run), and for each
 image (a scene, or each volume of a file) calls :func:`stream`: the engine in this thread,
 the reader and writer threads around it, the sinks fed every band and the best-effort
 observers (QA) after them. The outputs are finished by the run once the input is known to be
-whole; :func:`conclude` then writes the QA report(s) and, last, the record.
+whole; :func:`conclude` then writes the QA report(s) and, last, the record, and the staged
+folder is swapped into place.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 import torch
 
 from ..engine import Engine, EngineStats, NormStats, PlaneSource, Predictor, ProgressFn, Stitcher
+from ..errors import CheckpointError
 from ..engine.loop import InputObserver
 from ..files import write_json_atomic
 from ..options import RunOptions
@@ -27,7 +30,8 @@ from ..sinks import BandWriter, SinkSet, Watched
 from ..spec import ModelSpec
 from ..threads import StopToken
 from ..tiling import TileGrid
-from .record import RECORD_NAME, peak_rss_mb
+from ..peakmem import scene_facts
+from .record import RECORD_NAME
 
 
 class ModelHandle(Protocol):
@@ -52,6 +56,11 @@ class SceneResult:
     @property
     def record_path(self) -> Path:
         return self.scene_dir / RECORD_NAME
+
+    def moved(self, scene_dir: Path) -> SceneResult:
+        """The result once its folder has been swapped into place at ``scene_dir``."""
+        outputs = {k: scene_dir / p.name for k, p in self.outputs.items()}
+        return SceneResult(self.input, scene_dir, outputs, self.record, self.warnings)
 
 
 @dataclass
@@ -104,13 +113,27 @@ def finish_sinks(sinks: SinkSet, before: Callable[[], None] | None = None) -> tu
     return outputs, time.perf_counter() - t
 
 
+def check_model_kind(model: ModelHandle, input_path: Path, kind: str) -> None:
+    """A volume checkpoint given a scene, or a scene checkpoint given a volume: one line naming both.
+
+    A 2.5D checkpoint (context > 1) is a volume model; beyond that, a checkpoint made by
+    ``segpipe train`` says what it was trained on (``training.input_kind``).
+    """
+    meta = getattr(model, "metadata", None) or {}
+    trained = (meta.get("training") or {}).get("input_kind")
+    if kind == "scene" and (model.spec.context > 1 or trained == "volume"):
+        why = f"2.5D context {model.spec.context}" if model.spec.context > 1 else "trained on volumes"
+        raise CheckpointError(f"{model.path}: a volume checkpoint ({why}) given the raster scene {input_path}; "
+                              "expected a scene checkpoint (2D, trained on scenes)")
+    if kind == "volume" and trained == "scene":
+        raise CheckpointError(f"{model.path}: a scene checkpoint (trained on scenes) given the volume {input_path}; "
+                              "expected a volume checkpoint (trained on NIfTI volumes)")
+
+
 def device_facts(predictor: Predictor) -> dict[str, Any]:
-    """Where and how the model ran, and the memory it took."""
-    facts: dict[str, Any] = dict(oom_splits=predictor.oom_splits, device=str(predictor.device),
-                                 precision=predictor.precision, peak_rss_mb=peak_rss_mb())
-    if predictor.device.type == "cuda":
-        facts["peak_gpu_mb"] = torch.cuda.max_memory_allocated(predictor.device) / 2**20
-    return facts
+    """Where and how the model ran, and the memory this input took (``peakmem``: not the process's)."""
+    return dict(oom_splits=predictor.oom_splits, device=str(predictor.device), precision=predictor.precision,
+                precision_reason=predictor.precision_reason, **scene_facts())
 
 
 def conclude(result: SceneResult, attach: Callable[[dict[str, Any]], None] | None) -> SceneResult:

@@ -25,7 +25,9 @@ import numpy as np
 from ..engine import PROB_NODATA, Predictor, ProgressFn, resolve_device, volume_stats
 from ..errors import CheckpointError, ConfigError, SegpipeWarning, collected_warnings
 from ..options import RunOptions
+from ..peakmem import start_watch
 from ..qa import QAThresholds, SceneQA
+from ..qa.planes import centre_planes
 from ..qa.tally import BandTallier
 from ..readers.identity import Identity, input_identity
 from ..readers.nifti import ReadAhead, Volume, VolumeSource, iter_volumes, open_streamed, plane_shape
@@ -35,9 +37,9 @@ from ..sinks.nifti.labelvolumes import LabelCounts
 from ..sinks.writer import Observer
 from ..threads import Task
 from ..tiling import TileGrid
-from .folder import prepare_scene_dir, scene_dir_for
-from .layer import ModelHandle, SceneResult, conclude, device_facts, finish_sinks, stream
-from .planes import PlaneJoiner, centre_planes
+from .folder import SceneFolder
+from .layer import ModelHandle, SceneResult, check_model_kind, conclude, device_facts, finish_sinks, stream
+from .planes import PlaneJoiner
 from .qa import ImageQA, attach_qa
 from .record import completion_record
 
@@ -45,7 +47,7 @@ from .record import completion_record
 def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | Path,
                    options: RunOptions = RunOptions(), *, progress: ProgressFn | None = None,
                    observers: Sequence[Observer] = (), qa: bool = True, qa_thresholds: QAThresholds | None = None,
-                   read_ahead: ReadAhead | None = None) -> SceneResult:
+                   read_ahead: ReadAhead | None = None, expect_record: str | None = None) -> SceneResult:
     """Segment a ``.nii``/``.nii.gz`` volume (or series); write its outputs, QA report(s) and ``record.json``.
 
     Args:
@@ -55,6 +57,7 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
         observers: see each finished slice plane as a ``Band`` (``plane`` = slice index), in order,
             after the outputs got it (best effort, like QA); with ``series="each"`` every volume's.
         read_ahead: the batch's read-ahead slot, which may hold this volume already decoding.
+        expect_record: as for :func:`pipeline.run.segment_file`.
 
     Raises:
         InputError: unusable file (corrupt, not NIfTI, 2D, a 4D series without a policy),
@@ -63,6 +66,7 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
             ``context`` disagrees with the checkpoint.
     """
     input_path, out_root = Path(input_path), Path(out_root)
+    start_watch(options.device)  # this volume's peak memory, not the process's (record facts)
     t0, started = time.perf_counter(), datetime.now(timezone.utc).isoformat()
     with collected_warnings() as msgs:
         s = _resolve(options, model, input_path)
@@ -71,25 +75,28 @@ def segment_volume(input_path: str | Path, model: ModelHandle, out_root: str | P
         first = next(volumes)  # header errors are raised here; data errors here or, streamed, before any write
         run = _VolumeRun(model, s, progress, qa, tuple(observers))
         run.timings["read_s"] = time.perf_counter() - t
+        folder = SceneFolder.for_input(input_path, out_root)
         try:
-            run.scene_dir = scene_dir_for(input_path, out_root)
-            prepare_scene_dir(run.scene_dir)
+            run.scene_dir = folder.begin(expect=expect_record)
             hasher = Task(input_identity, input_path, role="hash")
             run.execute(first, volumes)
+            identity = hasher.result()
+            run.timings["total_s"] = time.perf_counter() - t0
+            record = _record(input_path, identity, run, model, s, msgs, started)
+            attach = (lambda rec: attach_qa(rec, run.qa, run.scene_dir, qa_thresholds)) if run.qa else None
+            result = conclude(SceneResult(input_path, run.scene_dir, run.outputs, record, msgs), attach)
         except BaseException:
             if first.arrival is not None:
                 first.arrival.cancel()  # a streamed volume's decoder need not read on
+            folder.abort()
             raise
-        identity = hasher.result()
-    run.timings["total_s"] = time.perf_counter() - t0
-    record = _record(input_path, identity, run, model, s, msgs, started)
-    attach = (lambda rec: attach_qa(rec, run.qa, run.scene_dir, qa_thresholds)) if run.qa else None
-    return conclude(SceneResult(input_path, run.scene_dir, run.outputs, record, msgs), attach)
+    return result.moved(folder.commit())
 
 
 def _resolve(options: RunOptions, model: ModelHandle, input_path: Path) -> RunOptions:
     """The checkpoint's tile/overlap/context filled in; a volume model must take 1 band x context."""
     spec = model.spec
+    check_model_kind(model, input_path, "volume")
     if tuple(spec.bands) != (1,):
         raise CheckpointError(
             f"{model.path}: takes bands {list(spec.bands)} ({spec.in_channels} channels = {len(spec.bands)} "
@@ -177,7 +184,7 @@ class _VolumeRun:
                           label_dtype=_label_dtype(self.spec.num_classes), confidence=qa is not None,
                           reducers=[BandTallier(self.spec.num_classes)],  # label counts and QA, on the device
                           progress=self.progress)
-        planes = centre_planes(vol.data, sinks.sinks[0].assemblers[0].result()) if qa is not None else None
+        planes = centre_planes(vol.data, sinks.sinks[0].assemblers[0].result(), vol.zooms) if qa is not None else None
         outputs, finalise_s = finish_sinks(sinks, before=None if vol.arrival is None else vol.arrival.finish)
         self._account(streamed, source, vol, finalise_s)
         self.outputs.update(outputs)
@@ -196,7 +203,8 @@ class _VolumeRun:
             return None, []
         axis = vol.slice_axis
         qa = SceneQA.for_volume((vol.shape[axis], grid.height, grid.width), float(np.prod(vol.zooms)) / 1000.0,
-                                self.spec.class_names, grid, colors=self.spec.colors(), threaded=True)
+                                self.spec.class_names, grid, colors=self.spec.colors(), threaded=True,
+                                slice_axis=axis)
         feed = PlaneJoiner(grid.height, lambda b: qa.observe_slice(b.plane, b.labels, b.valid, b.confidence,
                                                                    b.entropy_sum, b.tallies))
         return qa, [Watched("QA", feed)]

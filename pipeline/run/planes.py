@@ -1,4 +1,4 @@
-"""Whole planes of a volume for QA: row bands joined, and the three centre planes for its pictures."""
+"""Whole planes of a volume for QA: a plane finished in several row bands, joined."""
 
 from __future__ import annotations
 
@@ -38,14 +38,3 @@ def join(bands: list[Band]) -> Band:
                else sum(b.tallies[k] for b in bands) for k in bands[0].tallies}
     return Band(bands[0].plane, 0, cat("labels", 0), cat("valid", 0), cat("confidence", 0), cat("probabilities", 1),
                 float(sum(b.entropy_sum for b in bands)), sum(b.valid_pixels for b in bands), tallies)
-
-
-def centre_planes(image: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(grey, labels) slices through the volume's centre in the three canonical (RAS+) planes.
-
-    Rows are flipped so that anterior/superior is up, as radiologists expect to see them.
-    Copies: the volumes themselves are not kept alive for the report.
-    """
-    i, j, k = (n // 2 for n in image.shape)
-    cut = {"axial": np.s_[:, :, k], "coronal": np.s_[:, j, :], "sagittal": np.s_[i, :, :]}
-    return {name: (np.flipud(image[c].T).copy(), np.flipud(labels[c].T).copy()) for name, c in cut.items()}

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..files import write_text_atomic
 from ..qa import QAThresholds, SceneQA, finalize_scene_qa
+from ..qa.planes import Plane
 from ..qa.schema import QA_HTML, QA_JSON
 from ..qa.scene_report import failed_scene_qa
 from ..qa.verdict import VERDICT_RANK
@@ -26,9 +25,6 @@ from ..readers.vsi import InputPath
 from ..sinks import Watched
 
 log = logging.getLogger(__name__)
-
-Plane = tuple[np.ndarray, np.ndarray]  # (grey image, labels), one slice of a volume
-
 
 @dataclass
 class ImageQA:

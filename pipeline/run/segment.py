@@ -20,8 +20,11 @@ from .layer import ModelHandle, SceneResult
 def segment_file(input_path: str | Path, model: ModelHandle, out_root: str | Path,
                  options: RunOptions = RunOptions(), *, progress: ProgressFn | None = None,
                  observers: Sequence[Observer] = (), qa: bool = True, qa_thresholds: QAThresholds | None = None,
-                 read_ahead: ReadAhead | None = None) -> SceneResult:
+                 read_ahead: ReadAhead | None = None, expect_record: str | None = None) -> SceneResult:
     """Segment one input into ``out_root/<name>/`` (outputs, QA report, ``record.json`` last).
+
+    ``expect_record``: the folder's :func:`~pipeline.run.folder.record_token` when the caller
+    decided to (re)do it; another run completing it since raises ``SceneChanged`` untouched.
 
     ``observers`` see the finished bands (a volume's: whole slice planes), best effort; ``read_ahead`` is a batch's
     slot for its next volume, which may hold this one already decoding.
@@ -37,8 +40,8 @@ def segment_file(input_path: str | Path, model: ModelHandle, out_root: str | Pat
         from .nifti import segment_volume
 
         return segment_volume(input_path, model, out_root, options, progress=progress, observers=observers, qa=qa,
-                              qa_thresholds=qa_thresholds, read_ahead=read_ahead)
+                              qa_thresholds=qa_thresholds, read_ahead=read_ahead, expect_record=expect_record)
     from .geotiff import segment_scene
 
     return segment_scene(input_path, model, out_root, options, progress=progress, observers=observers, qa=qa,
-                         qa_thresholds=qa_thresholds)
+                         qa_thresholds=qa_thresholds, expect_record=expect_record)

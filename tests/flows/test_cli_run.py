@@ -30,13 +30,18 @@ def _scene(path, bands=3, size=96):
     return path
 
 
-def test_run_writes_outputs_and_prints_one_summary_line(tmp_path, ckpt, capsys):
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_run_writes_outputs_and_prints_one_summary_line(tmp_path, ckpt, capsys, precision):
+    from pipeline.cpu import choose_precision
+
     src = _scene(tmp_path / "field.tif")
     rc = main(["run", str(src), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--device", "cpu",
-               "--confidence", "--quiet"])
+               "--confidence", "--quiet", "--precision", precision])
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 0
     assert len(out) == 1 and out[0].startswith("field.tif: 96x96 -> ") and "Mpix/s" in out[0]
+    used, why = choose_precision(torch.device("cpu"), precision)  # e.g. bf16, auto: CPU has AMX-BF16
+    assert f" Mpix/s; {used}, {why})" in out[0], out[0]
     scene = tmp_path / "out" / "field"
     assert sorted(p.name for p in scene.iterdir()) == [
         "field_confidence.tif", "field_mask.qml", "field_mask.tif", "field_mask.tif.aux.xml", "qa.html", "qa.json",

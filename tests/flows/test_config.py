@@ -26,9 +26,9 @@ def test_every_run_option_is_a_job_field_and_converts_the_same():
     assert dests == set(RUN_OPTION_NAMES)
     argv = ["--model", "m", "--out", "o", "--tile", "256", "--overlap", "32", "--blend", "hann", "--batch-size", "3",
             "--device", "cpu", "--precision", "fp32", "--tta", "--confidence", "--probabilities", "--workers", "2",
-            "--compress", "zstd", "--slice-axis", "1", "--context", "3", "--volume", "2", "--co", "LEVEL=9",
-            "--co", "BLOCKSIZE=256", "--vectors", "--vector-classes", "water", "--vector-simplify", "1.5",
-            "--vector-min-area", "100"]
+            "--compress", "zstd", "--nodata-rule", "any-band", "--slice-axis", "1", "--context", "3", "--volume", "2",
+            "--co", "LEVEL=9", "--co", "BLOCKSIZE=256", "--vectors", "--vector-classes", "water",
+            "--vector-simplify", "1.5", "--vector-min-area", "100"]
     args = p.parse_args(argv)
     job = JobConfig(model="m", out="o", **{k: getattr(args, k) for k in RUN_OPTION_NAMES})
     assert job.run_options() == options_from_args(args)

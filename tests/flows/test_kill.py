@@ -18,8 +18,9 @@ from pipeline.options import RunOptions
 from .conftest import child_env, read_mask, segpipe_cmd
 
 
-def partials(folder):
-    return sorted(p.name for p in folder.glob(".*partial*")) if folder.exists() else []
+def partials(out, name):
+    """The engine's temporary files of scene ``name``: in its staging folder(s) under ``out/.segpipe``."""
+    return sorted(p.name for p in (out / ".segpipe" / "staging").glob(f"*/{name}/.*partial*"))
 
 
 def test_kill_9_mid_scene_then_rerun_finishes_identically(prefect_server, make_checkpoint, tmp_path):
@@ -37,7 +38,7 @@ def test_kill_9_mid_scene_then_rerun_finishes_identically(prefect_server, make_c
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
     try:
-        while not partials(out / "b"):
+        while not partials(out, "b"):
             assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
             assert time.monotonic() < deadline, "scene b never started writing"
             time.sleep(0.02)
@@ -48,14 +49,15 @@ def test_kill_9_mid_scene_then_rerun_finishes_identically(prefect_server, make_c
     a_record = (out / "a" / "record.json").stat().st_mtime_ns
     assert read_record(out / "a") is not None
     assert read_record(out / "b") is None  # nothing that looks finished
-    assert not (out / "b" / "b_mask.tif").exists()
-    assert partials(out / "b")  # the engine's temporary names are all that is left
+    assert not (out / "b").exists()
+    assert partials(out, "b")  # the engine's temporary names, in the killed run's staging folder, are all that is left
 
     job = JobConfig(inputs=[str(inputs)], model=str(model), out=str(out), workers=1)
     state = segment_batch(job, return_state=True)
     assert state.is_completed(), state.message
     assert (out / "a" / "record.json").stat().st_mtime_ns == a_record  # not redone
-    assert partials(out / "b") == []  # the killed run's leftovers are cleaned
+    assert partials(out, "b") == []  # the killed run's leftovers are cleaned
+    assert [p.name for p in (out / ".segpipe" / "staging").iterdir()] == []
 
     reference = process_scene(inputs / "b.tif", model, ref, RunOptions(workers=1))
     rec = read_record(out / "b")

@@ -25,7 +25,7 @@ def archive(tmp_path):
 def test_job_files_and_manifests_keep_gdal_paths_as_written(archive, tmp_path, make_checkpoint):
     vsi = f"/vsizip/{archive}/inner/z.tif"
     (tmp_path / "list.txt").write_text(f"# scenes\n{vsi}\n")
-    (tmp_path / "rows.csv").write_text(f"path,tile\n/vsis3/bucket/k/w.tif,128\n")
+    (tmp_path / "rows.csv").write_text("path,tile\n/vsis3/bucket/k/w.tif,128\n")
     job_file = tmp_path / "job.yaml"
     job_file.write_text(f"inputs: ['{vsi}', list.txt, rows.csv]\nmodel: m.safetensors\nout: out\n")
     job = load_job(job_file)

@@ -131,9 +131,64 @@ def test_missing_file(tmp_path):
 
 
 def test_not_safetensors(tmp_path):
-    path = tmp_path / "model.pth"
-    torch.save({"w": torch.zeros(2)}, path)
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x00\x01junk" * 100)
     _raises_naming(path, "not a readable safetensors")
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["torch-zip", "legacy-pickle"])
+def test_pickled_state_dict_says_wrap_it(saved, tmp_path, zipped):
+    """A .pth given as --model: told what it is and what to do, not safetensors' 'header too large'."""
+    path = tmp_path / "weights.pth"
+    torch.save(saved[0].state_dict(), path, _use_new_zipfile_serialization=zipped)
+    message = _raises_naming(path, r"this is a pickled state dict .* wrap it with `segpipe model import")
+    assert "header too large" not in message and "safetensors file" not in message
+
+
+def test_weights_digest_is_stored_and_verified(saved):
+    from models.integrity import DIGEST_KEY, weights_digest
+
+    meta = segpipe_meta(saved[1])
+    assert meta[DIGEST_KEY] == weights_digest(load_file(str(saved[1])))
+    assert meta[DIGEST_KEY] == weights_digest(saved[0].state_dict())  # of the weights, not of the file layout
+    assert load_checkpoint(saved[1]).weights_verified is True
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.999])
+def test_flipped_bytes_in_the_weights_are_caught(saved, tmp_path, where):
+    data = bytearray(saved[1].read_bytes())
+    start = 8 + struct.unpack("<Q", data[:8])[0]  # the weights follow the JSON header
+    at = start + int((len(data) - start) * where)
+    data[at] ^= 0xFF
+    path = tmp_path / "flipped.safetensors"
+    path.write_bytes(bytes(data))
+    message = _raises_naming(path, "the weights do not match the digest stored in the file")
+    assert "corrupt or was altered" in message
+
+
+def test_checkpoint_without_digest_still_loads_and_says_unverified(saved, tmp_path):
+    from models.integrity import DIGEST_KEY
+
+    meta = segpipe_meta(saved[1])
+    del meta[DIGEST_KEY]
+    path = rewrite(saved[1], tmp_path / "old.safetensors", {METADATA_KEY: json.dumps(meta), "format": "pt"})
+    loaded = load_checkpoint(path)
+    assert loaded.weights_verified is False
+    assert "no digest stored" in describe(loaded) and "cannot be verified" in describe(loaded)
+    assert "verified on load" in describe(load_checkpoint(saved[1]))
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_checkpoint_mode_follows_the_umask(saved, tmp_path, mask, mode):
+    import os
+
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(saved[0], tiny_spec(), tmp_path / f"m{mask:o}.safetensors", arch="Unet",
+                               encoder=ENCODER)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
 
 
 def test_truncated(saved, tmp_path):

@@ -206,7 +206,8 @@ def test_a_sink_that_cannot_be_made_takes_the_others_down_cleanly(make_tif, tmp_
     with pytest.raises(OutputError, match="disk full"):
         segment_scene(path, identity_handle(tile=128, overlap=32), tmp_path / "out",
                       RunOptions(device="cpu", confidence=True), qa=False)
-    assert list((tmp_path / "out" / "scene").iterdir()) == []
+    assert not (tmp_path / "out" / "scene").exists()
+    assert not list((tmp_path / "out" / ".segpipe" / "staging").iterdir())
     assert not any(t.name.startswith("segpipe-overviews") for t in threading.enumerate()
                    if t.name not in before)
 

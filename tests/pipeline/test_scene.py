@@ -103,9 +103,10 @@ def test_nodata_stays_nodata_and_is_not_predicted_on(make_tif, tmp_path):
     data = _scores(120, 90)
     data[:, :30, :] = -9999
     data[:, :, -7:] = -9999
-    data[0, 60, 40] = -9999  # one band's nodata invalidates the pixel
+    data[0, 60, 40] = -9999  # one band's nodata invalidates the pixel (the any-band rule)
     path = make_tif(data, nodata=-9999)
-    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(confidence=True, **CPU))
+    res = segment_scene(path, identity_handle(), tmp_path / "out",
+                        RunOptions(confidence=True, nodata_rule="any-band", **CPU))
     with rasterio.open(res.outputs["mask"]) as ds:
         mask = ds.read(1)
     invalid = (data == -9999).any(0)
@@ -113,6 +114,30 @@ def test_nodata_stays_nodata_and_is_not_predicted_on(make_tif, tmp_path):
     np.testing.assert_array_equal(mask[~invalid], data.argmax(0)[~invalid])
     with rasterio.open(res.outputs["confidence"]) as ds:
         assert (ds.read(1)[invalid] == 255).all()
+
+
+def test_by_default_a_pixel_is_nodata_where_gdal_s_dataset_mask_says(make_tif, tmp_path):
+    """GDAL's rule: nodata only where every band holds the nodata value; one band's is a value."""
+    data = _scores(120, 90)
+    data[:, :30, :] = -9999
+    data[0, 60:70, 40:50] = -9999  # band 1 only: valid for GDAL (rasterio's RGB.byte.tif has such pixels)
+    path = make_tif(data, nodata=-9999)
+    res = segment_scene(path, identity_handle(), tmp_path / "out", RunOptions(**CPU))
+    with rasterio.open(path) as ds:
+        gdal_valid = ds.dataset_mask() > 0
+    with rasterio.open(res.outputs["mask"]) as ds:
+        mask = ds.read(1)
+    np.testing.assert_array_equal(mask != 255, gdal_valid)
+    assert gdal_valid[60:70, 40:50].all() and not gdal_valid[:30].any()
+    np.testing.assert_array_equal(mask[gdal_valid], data.argmax(0)[gdal_valid])  # predicted on its values
+    assert res.record["settings"]["nodata_rule"] == "all-bands"
+
+
+def test_nan_pixels_of_overlapping_strips_are_counted_once(make_tif, tmp_path):
+    data = _scores(300, 100)
+    data[1, 40:260, 10:20] = np.nan  # 2200 pixels over every strip overlap of a 64/16 grid
+    with pytest.warns(SegpipeWarning, match=r"2200 pixel\(s\) with NaN/Inf"):
+        segment_scene(make_tif(data), identity_handle(), tmp_path / "out", RunOptions(**CPU))
 
 
 def test_internal_mask_and_alpha_band_are_validity(make_tif, tmp_path):
@@ -194,8 +219,9 @@ def test_truncated_tiff_whose_header_reads_leaves_nothing_behind(make_tif, tmp_p
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"scene.tif.*cannot read rows"):
         segment_scene(path, identity_handle(), out, RunOptions(**CPU))
-    leftovers = sorted(p.name for p in (out / "scene").iterdir())
-    assert leftovers == []  # no partial files, no mask, no record
+    assert not (out / "scene").exists()  # no folder that could look started, let alone finished
+    leftovers = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert leftovers == [".segpipe/locks/scene.lock"]  # no staging folder, no partial files, no mask, no record
 
 
 def test_band_count_mismatch_is_a_clear_error(make_tif, tmp_path):
@@ -233,17 +259,20 @@ def test_bad_settings_are_config_errors():
         RunOptions(blend="median")
 
 
-def test_rerun_replaces_outputs_and_failed_rerun_leaves_no_record(make_tif, tmp_path):
+def test_a_failed_rerun_leaves_the_last_good_outputs_exactly_as_they_were(make_tif, tmp_path):
     path = make_tif(_scores(60, 60))
     out = tmp_path / "out"
-    res = segment_scene(path, identity_handle(), out, RunOptions(**CPU))
-    assert res.record_path.exists()
+    res = segment_scene(path, identity_handle(), out, RunOptions(confidence=True, **CPU))
+    before = {p.name: p.read_bytes() for p in res.scene_dir.iterdir()}
+    assert {"record.json", "qa.json", "qa.html", "scene_mask.tif", "scene_confidence.tif"} <= set(before)
     with open(path, "r+b") as f:  # corrupt the input, run again
         f.truncate(path.stat().st_size // 3)
     with pytest.raises(InputError), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         segment_scene(path, identity_handle(), out, RunOptions(**CPU))
-    assert not res.record_path.exists()  # the scene now reads as unfinished
+    after = {p.name: p.read_bytes() for p in res.scene_dir.iterdir()}
+    assert after == before  # record, QA report and outputs of the good run, byte for byte
+    assert not list((out / ".segpipe" / "staging").iterdir())  # the failed run's staging folder is gone
 
 
 def test_progress_reports_tiles_and_rows_until_done(make_tif, tmp_path):

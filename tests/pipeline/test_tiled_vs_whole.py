@@ -36,7 +36,9 @@ def test_tiled_matches_whole_image_with_overlap_of_receptive_field(make_tif, tmp
     with torch.inference_mode():
         whole = small_unet(torch.from_numpy(data)[None]).argmax(1)[0].numpy()
     spec = ModelSpec(3, (1, 2, 3), ("a", "b", "c", "d"), tile=192, overlap=160)
-    res = segment_scene(path, Handle(small_unet, spec), tmp_path / "out", RunOptions(device="cpu", blend=blend))
+    # fp32, as the whole-image reference: this checks tiling and blending, not bf16 (tests/models/train/test_bf16.py).
+    settings = RunOptions(device="cpu", blend=blend, precision="fp32")
+    res = segment_scene(path, Handle(small_unet, spec), tmp_path / "out", settings)
     with rasterio.open(res.outputs["mask"]) as ds:
         tiled = ds.read(1)
     assert len(np.unique(whole)) >= 2  # a non-trivial map

@@ -118,14 +118,19 @@ def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def validity(data: np.ndarray, info: RasterInfo, dataset_mask: np.ndarray | None) -> np.ndarray:
-    """(h, W) bool: pixels valid in every selected band (nodata, mask, non-finite)."""
+def validity(data: np.ndarray, info: RasterInfo, dataset_mask: np.ndarray | None,
+             any_band: bool = False) -> np.ndarray:
+    """(h, W) bool: which pixels hold data.
+
+    A pixel is nodata where *every* selected band holds the nodata value, as GDAL's dataset
+    mask has it (``any_band``: where any band does, the stricter rule); an internal or
+    sidecar mask (``.msk``) or an alpha band marks it invalid; and so does a NaN/Inf in any
+    band, which the model cannot take.
+    """
     valid = np.ones(data.shape[1:], dtype=bool)
     if info.mask_kind == "nodata" and info.nodata is not None:
-        if np.isnan(info.nodata):
-            valid &= ~np.isnan(data).any(axis=0)
-        else:
-            valid &= ~(data == np.asarray(info.nodata, dtype=data.dtype)).any(axis=0)
+        is_nodata = np.isnan(data) if np.isnan(info.nodata) else data == np.asarray(info.nodata, dtype=data.dtype)
+        valid &= ~(is_nodata.any(axis=0) if any_band else is_nodata.all(axis=0))
     if dataset_mask is not None:
         valid &= dataset_mask > 0
     if data.dtype.kind == "f":

@@ -63,8 +63,8 @@ def _grid(size: int, win: int, k: int, snap: int) -> list[int]:
 class StripReader:
     """Reads strips of a scene with ``workers`` threads, one dataset handle per column chunk."""
 
-    def __init__(self, info: RasterInfo, workers: int = 4) -> None:
-        self.info = info
+    def __init__(self, info: RasterInfo, workers: int = 4, any_band: bool = False) -> None:
+        self.info, self.any_band = info, any_band
         bx = max(info.block_shape[1], 16)
         n = max(1, min(workers, math.ceil(info.width / bx)))
         step = math.ceil(math.ceil(info.width / n) / bx) * bx
@@ -73,7 +73,8 @@ class StripReader:
             self._handles = [rasterio.open(info.path) for _ in self.chunks]
         self._locks = [threading.Lock() for _ in self.chunks]
         self._pool = pool("chunks", len(self.chunks))
-        self.nonfinite = 0
+        self.nonfinite = 0  # pixels with a NaN/Inf value, each counted once (strips overlap)
+        self._counted_to = 0  # rows up to here have been counted
 
     def read_into(self, row0: int, data: np.ndarray, valid: np.ndarray) -> None:
         """Fill ``data`` (B, h, W) and ``valid`` (h, W) with rows ``[row0, row0 + h)``, in place.
@@ -82,10 +83,14 @@ class StripReader:
         may be pinned host memory), so a strip is never copied or concatenated.
         Raises InputError naming the file on a bad block (TransientError for a network failure).
         """
-        futures = [self._pool.submit(self._read_chunk, j, row0, data, valid) for j in range(len(self.chunks))]
+        first_new = max(0, self._counted_to - row0)  # rows an earlier (overlapping) strip counted already
+        futures = [self._pool.submit(self._read_chunk, j, row0, data, valid, first_new)
+                   for j in range(len(self.chunks))]
         self.nonfinite += sum(f.result() for f in futures)
+        self._counted_to = max(self._counted_to, row0 + data.shape[1])
 
-    def _read_chunk(self, j: int, row0: int, data: np.ndarray, valid: np.ndarray) -> int:
+    def _read_chunk(self, j: int, row0: int, data: np.ndarray, valid: np.ndarray, first_new: int) -> int:
+        """Read column chunk ``j``; NaN/Inf become 0 (the pixel is invalid); returns the new ones' count."""
         x, w = self.chunks[j]
         height = data.shape[1]
         out = data[:, :, x : x + w]
@@ -94,7 +99,7 @@ class StripReader:
             bad = ~np.isfinite(out)
             if bad.any():
                 out[bad] = 0
-                return int(bad.any(axis=0).sum())
+                return int(bad[:, first_new:].any(axis=0).sum())
         return 0
 
     def sample(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +125,7 @@ class StripReader:
                          if info.mask_kind == "dataset" else None)
             except RasterioError as exc:
                 raise read_error(info.path, "an overview sample", exc) from exc
-        return data, validity(data, info, dmask)
+        return data, validity(data, info, dmask, self.any_band)
 
     def _window_sample(self) -> tuple[np.ndarray, np.ndarray]:
         windows = sample_windows(self.info.height, self.info.width, self.info.block_shape)
@@ -144,7 +149,7 @@ class StripReader:
                 dmask = ds.read_masks(self.info.bands[0], window=win) if self.info.mask_kind == "dataset" else None
             except RasterioError as exc:
                 raise read_error(self.info.path, what, exc) from exc
-        valid[:] = validity(out, self.info, dmask)
+        valid[:] = validity(out, self.info, dmask, self.any_band)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

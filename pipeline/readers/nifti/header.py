@@ -6,6 +6,7 @@ Every unusable file is one ``InputError`` line naming the file and what was expe
 from __future__ import annotations
 
 import gzip
+import math
 import warnings
 import zlib
 from pathlib import Path
@@ -77,17 +78,37 @@ def check_header(path: Path, header: nib.Nifti1Header) -> None:
     shape, dtype = header.get_data_shape(), header.get_data_dtype()
     if len(shape) < 3:
         raise InputError(f"{path}: a {len(shape)}D image of shape {shape}; expected a 3D volume (x, y, z)")
-    if 0 in shape:
-        raise InputError(f"{path}: zero-size dimension in shape {shape}; expected every dimension >= 1")
+    if min(shape) < 1:
+        what = "zero-size" if min(shape) == 0 else "negative"
+        raise InputError(f"{path}: {what} dimension in shape {shape}; expected every dimension >= 1 "
+                         "(corrupt header?)")
     if dtype.kind not in "biuf":
         raise InputError(f"{path}: data type {dtype} (complex/RGB/vector) is not supported; "
                          "expected a scalar intensity volume")
+    need = int(header["vox_offset"]) + math.prod(int(n) for n in shape) * dtype.itemsize  # exact: no int64 wrap
+    have = path.stat().st_size
     if path.name.lower().endswith(".nii"):  # cheap check before reading; .gz is checked on decode
-        need = int(header["vox_offset"]) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        have = path.stat().st_size
         if have < need:
             raise InputError(f"{path}: header dimensions {shape} of {dtype} need {need} bytes but the file "
                              f"has {have}; expected a complete file (truncated copy?)")
+    elif need > have * GZIP_MAX_RATIO + HEADER_BYTES:
+        raise InputError(f"{path}: header dimensions {shape} of {dtype} need {_size(need)} of data, more than "
+                         f"a .nii.gz of {_size(have)} can hold (gzip inflates at most {GZIP_MAX_RATIO}:1); "
+                         "expected a header that matches its data (corrupt header?)")
+
+
+# Deflate's largest expansion: a 258-byte match costs at least 2 bits, so one compressed
+# byte inflates to at most 1032 bytes. A header that claims more than that many bytes per
+# byte of file is corrupt; no allocation of its size is tried.
+GZIP_MAX_RATIO = 1032
+
+
+def _size(n: int) -> str:
+    """Bytes for a message: ``123 bytes``, ``4.0 MiB``, ``128.0 TiB``."""
+    if n < 1024:
+        return f"{n} bytes"
+    exp = min(4, int(math.log(n, 1024)))
+    return f"{n / 1024 ** exp:,.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exp - 1]}"
 
 
 def spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, int, int], int | None]:

@@ -185,6 +185,10 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, nib.Nifti1Header, np.ndarray]:
     except (ImageFileError, HeaderDataError) as exc:
         raise InputError(f"{path}: unreadable NIfTI header ({one_line(exc)}); expected a valid "
                          ".nii or .nii.gz volume") from exc
+    except MemoryError as exc:
+        shape = header.get_data_shape() if header is not None else "(unread)"
+        raise InputError(f"{path}: header dimensions {shape} need more memory than this machine can allocate "
+                         "to read the volume; expected a volume that fits in memory") from exc
     except (OSError, ValueError) as exc:
         shape = header.get_data_shape() if header is not None else "(unread)"
         raise InputError(f"{path}: header dimensions {shape} disagree with the data size "

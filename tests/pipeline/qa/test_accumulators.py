@@ -65,8 +65,58 @@ def test_scene_counts_fractions_confidence_and_thumbnails():
     assert sum(s.confidence.histogram) == valid.sum()
     m1 = valid & (labels == 1)
     assert s.classes[1].mean_confidence == pytest.approx((conf[m1] / 254.0).mean())
-    assert s.label_thumb.shape == s.confidence_thumb.shape == (32, 25)
+    assert s.label_thumb.shape == s.unsure_thumb.shape == (32, 25)
     assert all(c.touches_nodata for c in s.classes)
+    # per-class histograms: each class's valid pixels, binned like the overall histogram
+    assert [sum(c.confidence_histogram) for c in s.classes] == truth.tolist()
+    assert np.sum([c.confidence_histogram for c in s.classes], axis=0).tolist() == s.confidence.histogram
+
+
+@pytest.mark.parametrize("step", [1, 5, 7, 90])
+def test_unsure_thumbnail_counts_every_pixel_of_each_cell(step):
+    """The share of unsure pixels per thumbnail cell, over all rows (bands of any height), exact."""
+    rng = np.random.default_rng(2)
+    h, w = 90, 70
+    labels = rng.integers(0, 2, (h, w)).astype(np.uint8)
+    valid = rng.random((h, w)) > 0.1
+    valid[:12, :10] = False  # cells with no valid pixel
+    conf = rng.integers(127, 255, (h, w)).astype(np.uint8)
+    conf[39:42, :] = 20  # a thin unsure line: image rows 39-41 are thumbnail row 13
+    conf[~valid] = 255
+    qa = SceneQA(("a", "b"), h, w, thumb_side=30, unsure_below=0.6)
+    _feed(qa, labels, valid, conf, step=step)
+    s = qa.result()
+    th, tw = s.unsure_thumb.shape
+    assert (th, tw) == (30, 23) and s.unsure_threshold == 0.6
+    ry, cx = np.arange(h) * th // h, np.arange(w) * tw // w
+    low = valid & (conf < 0.6 * 254)
+    for i, j in [(0, 0), (13, 5), (13, 20), (29, 22), (14, 0)]:
+        cell = (ry[:, None] == i) & (cx[None, :] == j)
+        n = (cell & valid).sum()
+        if n == 0:
+            assert np.isnan(s.unsure_thumb[i, j])
+        else:
+            assert s.unsure_thumb[i, j] == pytest.approx((cell & low).sum() / n)
+    assert np.nanmin(s.unsure_thumb[13]) == 1.0 and np.nanmax(s.unsure_thumb[12]) < 1.0
+
+
+def test_unsure_cells_from_the_device_tallier_equal_the_host_count():
+    """A band tallied by the stitcher's reducer (any device) gives the same picture as the host path."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    h, w = 64, 48
+    labels = rng.integers(0, 2, (h, w)).astype(np.uint8)
+    valid = rng.random((h, w)) > 0.3
+    conf = rng.integers(0, 255, (h, w)).astype(np.uint8)
+    a, b = SceneQA(("a", "b"), h, w, thumb_side=20), SceneQA(("a", "b"), h, w, thumb_side=20)
+    reducer = a.band_reducer()
+    for y in range(0, h, 9):
+        sl = slice(y, y + 9)
+        t = reducer(y, torch.from_numpy(labels[sl]), torch.from_numpy(valid[sl]), torch.from_numpy(conf[sl]))
+        a.observe(y, labels[sl], valid[sl], conf[sl], tallies={k: v.numpy() for k, v in t.items()})
+        b.observe(y, labels[sl], valid[sl], conf[sl])
+    np.testing.assert_array_equal(a.result().unsure_thumb, b.result().unsure_thumb)
 
 
 def test_rows_out_of_order_are_refused():

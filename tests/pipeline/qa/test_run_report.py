@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -120,3 +121,81 @@ def test_cli_rebuilds_report(tmp_path, capsys):
 
     with pytest.raises(ConfigError, match="max_seam_scor"):
         args.func(args)
+    args = parser.parse_args(["report", str(run), "--timezone", "Asia/Tokyo", "--no-history-update"])
+    assert args.func(args) == 0
+    assert "JST (UTC+09:00)" in (run / "run_report.html").read_text()  # the times in the zone asked for
+    args = parser.parse_args(["report", str(run), "--timezone", "Mars/Olympus"])
+    with pytest.raises(ConfigError, match="--timezone 'Mars/Olympus': unknown zone; expected an IANA name"):
+        args.func(args)
+
+
+def _scenes_tbody(html: str) -> str:
+    start = html.index('<table id="scenes">')
+    return html[start: html.index("</table>", start)]
+
+
+def test_banner_says_what_needs_a_look_and_failures_come_first(tmp_path):
+    run = _run(tmp_path, "r1", {"a": (0.7, 0.2, 0.1), "b": (0.5, 0.4, 0.1), "c": (0.6, 0.3, 0.1),
+                                "d": (0.6, 0.3, 0.1)})
+    failing = _report("b", (0.5, 0.4, 0.1), "fail")
+    failing = failing.model_copy(update={"verdict": Verdict(status="fail", reasons=[
+        {"code": "check_cog", "severity": "fail", "message": "check cog failed: not a valid COG"}])})
+    (run / "b" / "qa.json").write_text(failing.model_dump_json())
+    (run / "c" / "qa.json").write_text(_report("c", (0.6, 0.3, 0.1), "warn").model_dump_json())
+    write_scene_error(run / "broken", "InputError: /in/broken.tif: not a raster")
+    write_scene_error(run / "gone", "OSError: disk full")
+    html = write_run_report(run, update_history=False)[0].read_text()
+    assert '<div class="banner fail">2 scenes failed, 1 QA fail, 1 QA warn<small>' in html
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", _scenes_tbody(html))]
+    rows = {re.sub(r"<[^>]+>", "", cells[1]): cells for cells in rows[1:]}  # scene name -> cells (row 0: head)
+    assert list(rows) == ["broken", "gone", "b", "c", "a", "d"]  # failed, QA fail, QA warn, then passes (by name)
+    reasons = {name: cells[4] for name, cells in rows.items()}
+    assert "InputError: /in/broken.tif: not a raster" in reasons["broken"] and "disk full" in reasons["gone"]
+    assert reasons["b"] == "check cog failed: not a valid COG" and reasons["a"] == "–"
+
+
+def test_banner_when_everything_passed(tmp_path):
+    run = _run(tmp_path, "r1", {"a": (0.7, 0.2, 0.1), "b": (0.6, 0.3, 0.1)})
+    html = write_run_report(run, update_history=False)[0].read_text()
+    assert '<div class="banner pass">All 2 scenes passed QA<small>' in html
+
+
+def test_main_classes_leave_background_out_and_volumes_give_ml(tmp_path):
+    run = _run(tmp_path, "r1", {"a": (0.7, 0.2, 0.1)})
+    _, js = write_run_report(run, update_history=False)
+    row = load_run_summary(js).rows[0]
+    assert row.background == "background"
+    assert row.main_classes() == "water 20.00 ha (20.0%), built 10.00 ha (10.0%)"
+    vol = row.model_copy(update={"class_areas_ha": {}, "class_volumes_ml": {"water": 152.25, "built": 7.5}})
+    assert vol.main_classes() == "water 152.2 mL, built 7.5 mL"
+
+
+def test_volume_rows_carry_ml_from_their_report(tmp_path):
+    from pipeline.qa.run_report import report_row
+
+    r = _report("ct", (0.9, 0.07, 0.03))
+    classes = [c.model_copy(update={"area_m2": None, "area_ha": None, "volume_ml": c.pixels * 0.002})
+               for c in r.classes]
+    r = r.model_copy(update={"kind": "volume", "classes": classes, "area": AreaInfo(unit="ml", per_pixel=0.002)})
+    row = report_row(r, "ct/qa.html", 1.0)
+    assert row.class_areas_ha == {} and row.class_volumes_ml["water"] == pytest.approx(1.4)
+    assert row.main_classes() == "water 1.4 mL, built 0.6 mL"
+
+
+def test_times_are_shown_in_the_given_zone(tmp_path):
+    run = _run(tmp_path, "r1", {"a": (0.7, 0.2, 0.1)})
+    html = write_run_report(run, update_history=False, tz="Europe/Berlin")[0].read_text()
+    assert "2024-01-01 01:00 CET" in _scenes_tbody(html)  # the scene's report, written 00:00 UTC
+    assert "(UTC+01:00)" in html or "(UTC+02:00)" in html  # the build time, in the header
+    summary = json.loads((run / "run_summary.json").read_text())
+    assert summary["created"].endswith("+00:00")  # the JSON keeps UTC
+    utc = write_run_report(run, update_history=False, tz="UTC")[0].read_text()
+    assert "2024-01-01 00:00 UTC" in _scenes_tbody(utc)
+
+
+def test_each_row_shows_the_scene_mask_thumbnail(tmp_path):
+    run = _run(tmp_path, "r1", {"a": (0.7, 0.2, 0.1)})
+    r = _report("a", (0.7, 0.2, 0.1)).model_copy(update={"thumbnail": "data:image/webp;base64,UklGRg=="})
+    (run / "a" / "qa.json").write_text(r.model_dump_json())
+    html = write_run_report(run, update_history=False)[0].read_text()
+    assert '<img class="thumb" alt="mask of a" src="data:image/webp;base64,UklGRg==">' in _scenes_tbody(html)

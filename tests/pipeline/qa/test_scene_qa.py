@@ -186,7 +186,9 @@ def test_html_is_self_contained(run_qa):
     _, qa = run_qa(rng.random((3, 90, 90)).astype(np.float32), handle(Scaled(5.0)))
     html = qa.html_path.read_text()
     assert "http://" not in html and "https://" not in html and 'src="//' not in html
-    assert html.count('src="data:image/png;base64,') == 3
+    assert html.count('src="data:image/webp;base64,') == 3  # input + mask, mask, where the model is unsure
+    assert "image/png" not in html
+    assert qa.report.thumbnail.startswith("data:image/webp;base64,")  # the run report's row picture
     assert qa.report.verdict.status in html
 
 

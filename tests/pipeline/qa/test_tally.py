@@ -48,7 +48,8 @@ def test_scene_report_is_the_same_with_device_tallies(invalid_box):
     grid = TileGrid.build(150, 131, 64, 16)
     with_t = SceneQA(("a", "b", "c"), 150, 131, grid)
     bands = _bands(grid, 1, invalid_box, reducers=[with_t.band_reducer()])
-    assert len(bands) > 2 and all(set(b.tallies) == {"joint", "valid", "seam_cols", "seam_rows"} for b in bands)
+    assert len(bands) > 2 and all(set(b.tallies) == {"joint", "valid", "seam_cols", "seam_rows", "unsure_cells"}
+                                  for b in bands)
     host = SceneQA(("a", "b", "c"), 150, 131, grid)
     for b in bands:
         with_t(b)
@@ -56,6 +57,7 @@ def test_scene_report_is_the_same_with_device_tallies(invalid_box):
     a, h = with_t.result(), host.result()
     assert a.classes == h.classes
     assert a.confidence == h.confidence and a.seams == h.seams
+    np.testing.assert_array_equal(a.unsure_thumb, h.unsure_thumb)
     assert a.valid_pixels == h.valid_pixels == sum(b.valid_pixels for b in bands)
     # ... and both equal a plain numpy count of the whole image
     labels = np.concatenate([b.labels for b in bands])

@@ -83,3 +83,30 @@ def test_segpipe_run_exits_0_and_says_where_the_failed_report_is(make_tif, tmp_p
     assert rc in (0, 4)  # complete; 4 is the QA-failure code where one is defined
     assert (tmp_path / "out" / "scene" / "record.json").is_file()
     assert cli_run is not None
+
+
+def test_a_volume_checkpoint_given_a_scene_is_one_line_naming_both(make_tif, tmp_path):
+    from pipeline.errors import CheckpointError
+
+    from ..conftest import Handle, Identity
+    from pipeline.spec import ModelSpec
+
+    volume_model = Handle(Identity(), ModelSpec(3, (1,), ("a", "b", "c"), context=3, tile=64, overlap=16),
+                          path=tmp_path / "ct.safetensors")
+    scene = make_tif(np.random.default_rng(0).random((3, 50, 50)).astype(np.float32))
+    with pytest.raises(CheckpointError, match=r"ct.safetensors: a volume checkpoint \(2.5D context 3\) given the "
+                                              r"raster scene .*scene.tif; expected a scene checkpoint"):
+        segment_file(scene, volume_model, tmp_path / "out", RunOptions(**CPU))
+    assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_a_checkpoint_trained_on_scenes_given_a_volume_is_refused(tmp_path):
+    from pipeline.errors import CheckpointError
+
+    from ..volume.test_run import CPU as VCPU, handle, make
+
+    model = handle(1)
+    model.metadata = {"training": {"input_kind": "scene"}}
+    vol = np.random.default_rng(5).integers(-200, 800, size=(40, 48, 12), dtype=np.int16)
+    with pytest.raises(CheckpointError, match=r"a scene checkpoint \(trained on scenes\) given the volume .*ct"):
+        segment_file(make(tmp_path, vol, "lps"), model, tmp_path / "out", RunOptions(**VCPU))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import struct
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError, InputError, SegpipeWarning
-from pipeline.readers.nifti import iter_volumes, read_volume, scaling_of
+from pipeline.readers.nifti import iter_volumes, open_streamed, read_volume, scaling_of
 
 from .conftest import SHAPE, ZOOMS, write_nifti
 
@@ -295,6 +296,47 @@ def test_header_dims_larger_than_data_gz(tmp_path, make_nifti, int16_volume):
 def test_zero_size_dimension(tmp_path):
     path = write_nifti(tmp_path / "zero.nii.gz", np.zeros((20, 0, 16), np.int16), qform=np.eye(4))
     _expect_input_error(path, "zero-size dimension")
+
+
+def _with_dims(raw: bytes, dims: tuple[int, ...]) -> bytes:
+    """A NIfTI-1 file's bytes with ``dim`` (header offset 40, 8 int16) rewritten."""
+    out = bytearray(raw)
+    struct.pack_into("<8h", out, 40, len(dims), *dims, *([1] * (7 - len(dims))))
+    return bytes(out)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_gz_header_claiming_more_than_gzip_can_hold(tmp_path, make_nifti, int16_volume, streamed):
+    """32767^3 int16 voxels (64 TiB) in a file of a few KiB: one InputError before any allocation."""
+    raw = make_nifti("full.nii", int16_volume).read_bytes()
+    bad = tmp_path / "huge.nii.gz"
+    bad.write_bytes(gzip.compress(_with_dims(raw, (32767, 32767, 32767))))
+    if streamed:
+        with pytest.raises(InputError) as err:
+            open_streamed(bad)
+        msg = str(err.value)
+    else:
+        msg = _expect_input_error(bad, "need 64.0 TiB of data, more than a .nii.gz of")
+    assert "(32767, 32767, 32767)" in msg and "1032:1" in msg and "\n" not in msg, msg
+
+
+def test_gz_header_just_within_the_gzip_bound_reads_its_error_from_the_data(tmp_path, make_nifti, int16_volume):
+    """A claim gzip could hold (only twice the real data) is not refused up front: decoding says it is short."""
+    raw = make_nifti("full.nii", int16_volume).read_bytes()
+    bad = tmp_path / "double.nii.gz"
+    bad.write_bytes(gzip.compress(_with_dims(raw, (20, 24, 32))))
+    _expect_input_error(bad, "disagree with the data size")
+
+
+@pytest.mark.parametrize("name", ["neg.nii", "neg.nii.gz"])
+def test_negative_dimension(tmp_path, make_nifti, int16_volume, name):
+    raw = _with_dims(make_nifti("full.nii", int16_volume).read_bytes(), (20, -24, 16))
+    bad = tmp_path / name
+    bad.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+    msg = _expect_input_error(bad, "negative dimension in shape (20, -24, 16)")
+    with pytest.raises(InputError, match="negative dimension"):
+        open_streamed(bad)
+    assert "expected every dimension >= 1" in msg
 
 
 def test_five_d_vector_image(tmp_path):

@@ -240,7 +240,8 @@ def test_failure_midway_leaves_no_finished_looking_output(tmp_path, volume_data,
     model.module.forward = fail_late
     with pytest.raises(RuntimeError, match="fell over"):
         segment_volume(src, model, tmp_path / "a", RunOptions(**CPU))
-    assert list((tmp_path / "a" / "ct").iterdir()) == []
+    assert not (tmp_path / "a" / "ct").exists()  # nothing that could look finished
+    assert not list((tmp_path / "a" / ".segpipe" / "staging").iterdir())
 
     from pipeline.sinks.nifti import volume as run_mod  # where the volumes are written
 
@@ -252,10 +253,13 @@ def test_failure_midway_leaves_no_finished_looking_output(tmp_path, volume_data,
         return real(path, data, vol, **kw)
 
     monkeypatch.setattr(run_mod, "write_label_volume", fail_confidence)
-    segment_volume(src, handle(1), tmp_path / "b", RunOptions(**CPU))  # an earlier complete run
+    good = segment_volume(src, handle(1), tmp_path / "b", RunOptions(**CPU))  # an earlier complete run
+    before = {p.name: p.read_bytes() for p in good.scene_dir.iterdir()}
     with pytest.raises(OSError, match="disk full"):
         segment_volume(src, handle(1), tmp_path / "b", RunOptions(confidence=True, **CPU))
-    assert list((tmp_path / "b" / "ct").iterdir()) == [], "labels of the failed run (and the old record) removed"
+    after = {p.name: p.read_bytes() for p in good.scene_dir.iterdir()}
+    assert after == before, "the earlier complete run is left exactly as it was"
+    assert not list((tmp_path / "b" / ".segpipe" / "staging").iterdir()), "the failed run's labels removed"
 
 
 def test_cli_run_with_smp_checkpoint(tmp_path, volume_data):

@@ -155,7 +155,8 @@ def test_segment_volume_on_bad_data_fails_and_writes_nothing(tmp_path, data, chu
     path = _truncated(tmp_path, data, 0.8)
     with pytest.raises(InputError, match="truncated or corrupt gzip data"):
         segment_volume(path, handle(1), tmp_path / "out", RunOptions(**CPU))
-    assert list((tmp_path / "out" / "cut").iterdir()) == []
+    assert not (tmp_path / "out" / "cut").exists()
+    assert not list((tmp_path / "out" / ".segpipe" / "staging").iterdir())
 
 
 def test_cancel_releases_waiters(tmp_path, data, monkeypatch):
