@@ -115,7 +115,7 @@ def _difference(before: Path, after: Path) -> str:
 
 
 def _outputs(out: Path, name: str) -> dict[str, Path]:
-    folder = next((out / name).iterdir())
+    folder = next(p for p in sorted((out / name).iterdir()) if not p.name.startswith("."))  # not .segpipe/
     record = json.loads((folder / "record.json").read_text())
     return {key: folder / file for key, file in sorted(record["outputs"].items())}
 
