@@ -8,7 +8,7 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d .whl segmentation-models-pytorch==0.6.0 rasterio==1.4.4 rio-cogeo morecantile pyproj nibabel \
 #     pydantic pydantic-core annotated-types typing-inspection affine cligj click-plugins \
-#     albumentations albucore simsimd stringzilla monai
+#     albumentations albucore simsimd stringzilla monai pyogrio shapely slicerio pynrrd scipy tqdm
 # then run, with the device tool, carrying .whl:   bash bench/gpu_session.sh
 # Figures go to bench/RESULTS.md (GPU section), with the commit measured.
 set -u
