@@ -45,7 +45,8 @@ def verdict_line(s: RunSummary) -> tuple[str, str]:
              f"{t.drifted} drift flag{'s' if t.drifted != 1 else ''}" if t.drifted else ""]
     parts = [p for p in parts if p]
     if not parts:
-        return (f"All {t.scenes} scenes passed QA" if t.scenes else "No scenes in this run"), "pass"
+        said = {0: "No scenes in this run", 1: "The scene passed QA"}.get(t.scenes, f"All {t.scenes} scenes passed QA")
+        return said, "pass"
     cls = "fail" if t.failed or t.verdicts.get("fail") else "warn"
     return ", ".join(parts), cls
 

@@ -106,7 +106,8 @@ def write_label_volume(path: str | os.PathLike, data: np.ndarray, vol: Volume, *
     img.header.set_slope_inter(1.0, 0.0)
     names = tuple(label_names) or tuple(f"label_{i}" for i in range(n_labels))
     _write_checked(img, final, vol, dtype, kind, _write_sidecars(final, kind, names, colors, vol))
-    log.info("wrote %s volume %s (%s, %s)", kind, final, dtype.name, "x".join(map(str, source.shape)))
+    # the name only: the folder is the run's staging folder until the scene is swapped in
+    log.info("wrote %s volume %s (%s, %s)", kind, final.name, dtype.name, "x".join(map(str, source.shape)))
     return final
 
 

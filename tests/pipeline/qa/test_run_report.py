@@ -158,6 +158,8 @@ def test_banner_when_everything_passed(tmp_path):
     run = _run(tmp_path, "r1", {"a": (0.7, 0.2, 0.1), "b": (0.6, 0.3, 0.1)})
     html = write_run_report(run, update_history=False)[0].read_text()
     assert '<div class="banner pass">All 2 scenes passed QA<small>' in html
+    one = _run(tmp_path / "one", "r1", {"a": (0.7, 0.2, 0.1)})
+    assert '<div class="banner pass">The scene passed QA<small>' in write_run_report(one, update_history=False)[0].read_text()
 
 
 def test_main_classes_leave_background_out_and_volumes_give_ml(tmp_path):
