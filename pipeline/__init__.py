@@ -10,7 +10,8 @@ The data flow is the folder tree:
     run/       one input -> its output folder: segment_file, QA report, record.json
 
 and beside it: options.py (the run options, declared once), spec.py (a model's contract),
-threads.py (every thread and its rules), files.py (atomic outputs), errors.py.
+threads.py (every thread and its rules), files.py (atomic outputs), errors.py, lazy.py
+(package names imported on first use).
 """
 
 import os
